@@ -1,0 +1,7 @@
+"""dpi: a deep-packet-inspection research testbed.
+
+The pipeline (see ARCHITECTURE.md): capture -> decode -> flow -> stream -> match -> detect -> output.
+Each stage is a Numba kernel over a batch of NumPy columns; Python runs once per batch.
+"""
+
+__version__ = "0.1.0"

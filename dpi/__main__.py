@@ -1,0 +1,3 @@
+from dpi.cli import main
+
+raise SystemExit(main())

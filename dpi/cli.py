@@ -1,0 +1,151 @@
+"""The `dpi` command line: a thin layer over the library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from dpi.capture import DEFAULT_BATCH_SIZE, READERS
+
+
+def _parse_vars(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"dpi: --var expects NAME=VALUE, got {item!r}")
+        out[name.lstrip("$")] = value
+    return out
+
+
+def cmd_scan(args) -> int:
+    from dpi.pipeline import scan
+
+    for p in list(args.pcap) + list(args.rules):
+        if not Path(p).exists():
+            print(f"dpi scan: {p}: no such file", file=sys.stderr)
+            return 2
+    out = sys.stdout if args.eve == "-" else open(args.eve, "w", encoding="utf-8")
+    try:
+        result = scan(
+            args.pcap,
+            args.rules,
+            out,
+            reader=args.reader,
+            batch_size=args.batch_size,
+            variables=_parse_vars(args.var),
+            engine=args.engine,
+        )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    report = sys.stderr if args.eve == "-" else sys.stdout
+    rules = result.rules
+    print(
+        f"{result.packets} packets, {result.flows} flows, {result.alerts} alerts; "
+        f"rules: {rules['rules_loaded']} loaded, {rules['rules_skipped']} skipped, "
+        f"{rules['rules_failed']} failed",
+        file=report,
+    )
+    if args.eve != "-":
+        _print_alert_table(args.eve, report)
+        print(f"EVE JSON written to {args.eve}", file=report)
+    for err in result.capture_errors:
+        print(f"dpi scan: error: {err}", file=sys.stderr)
+    return 1 if result.capture_errors else 0
+
+
+def _print_alert_table(eve_path: str, out) -> None:
+    counts: Counter[tuple[int, str]] = Counter()
+    with open(eve_path, encoding="utf-8") as fh:
+        for line in fh:
+            event = json.loads(line)
+            if event.get("event_type") == "alert":
+                counts[(event["alert"]["signature_id"], event["alert"]["signature"])] += 1
+    for (sid, msg), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {n:6d}  [1:{sid}] {msg}", file=out)
+
+
+def cmd_info(args) -> int:
+    from dpi.info import render, summarize
+
+    status = 0
+    docs = []
+    for path in args.pcap:
+        if not Path(path).exists():
+            print(f"dpi info: {path}: no such file", file=sys.stderr)
+            return 2
+        summary = summarize(path, reader=args.reader, progress=not args.json)
+        if summary.error:
+            status = 1
+        if args.json:
+            docs.append(summary.to_dict())
+        else:
+            print(render(summary))
+            if summary.error:
+                print(f"dpi info: error: {summary.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    return status
+
+
+def cmd_rules_check(args) -> int:
+    from dpi.rules import load_rules
+
+    ruleset = load_rules(args.rules, variables=_parse_vars(args.var))
+    summary = ruleset.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(
+            f"{len(ruleset.rules)} rules loaded, {len(ruleset.skipped)} skipped, {len(ruleset.errors)} errors"
+        )
+        for reason, n in ruleset.skip_reasons().most_common(args.top):
+            print(f"  skipped {n:6d}  {reason}")
+        for err in ruleset.errors[: args.top]:
+            print(f"  error: {err}")
+    return 1 if ruleset.errors and args.strict else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dpi", description="Deep-packet-inspection research testbed")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("scan", help="run rules over captures, write EVE JSON alerts")
+    p.add_argument("pcap", nargs="+", help="pcap or pcapng files")
+    p.add_argument("--rules", "-r", nargs="+", required=True, help="Suricata-syntax rule files")
+    p.add_argument("--eve", default="eve.json", help="EVE JSON output path ('-' for stdout)")
+    p.add_argument("--reader", choices=READERS, default="native")
+    p.add_argument("--engine", default="numba", help="matcher engine: numba, pyahocorasick, hyperscan")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("info", help="capinfos-like summary of captures")
+    p.add_argument("pcap", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--reader", choices=READERS, default="native")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("rules", help="rule set tools")
+    rsub = p.add_subparsers(dest="rules_command", required=True)
+    c = rsub.add_parser("check", help="parse rule files and report what loads and what is skipped")
+    c.add_argument("rules", nargs="+")
+    c.add_argument("--var", action="append", default=[])
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--top", type=int, default=20)
+    c.add_argument("--strict", action="store_true", help="exit 1 when any rule has a syntax error")
+    c.set_defaults(func=cmd_rules_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,284 @@
+"""The detection stage: chunks -> matcher -> candidate rules -> verified alerts.
+
+Python runs once per batch here; the per-chunk and per-match work is in the matcher's
+and :mod:`dpi.detect.kernels`' Numba loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dpi.detect.compile import DetectionDatabase
+from dpi.detect.kernels import detect_headers, detect_streams
+from dpi.flow.table import TO_SERVER, FlowTable
+from dpi.stream.chunks import ChunkTable
+
+# a datagram's records are grouped under a key of their own, above every stream slot
+DATAGRAM_KEY_BASE = 1 << 62
+HISTORY_PER_STREAM = 512  # match records a stream keeps across batches (for distance/within)
+MAX_ALERTS_PER_PACKET = 15  # Suricata's default packet_alert_max
+
+
+@dataclass
+class AlertBatch:
+    rule: np.ndarray  # int64 index into DetectionDatabase.rules
+    ts_ns: np.ndarray
+    number: np.ndarray
+    flow: np.ndarray
+    direction: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rule.shape[0])
+
+    @staticmethod
+    def empty() -> AlertBatch:
+        z = np.zeros(0, np.int64)
+        return AlertBatch(z, z.copy(), z.copy(), z.copy(), np.zeros(0, np.uint8))
+
+
+def _endpoints(flows: FlowTable, flow: np.ndarray, direction: np.ndarray):
+    """(src_hi, src_lo, sport, dst_hi, dst_lo, dport) of packets given flow and direction."""
+    f = np.maximum(flow, 0)
+    client_is_a = flows.client_is_a[f] == 1
+    src_is_a = np.where(direction == TO_SERVER, client_is_a, ~client_is_a)
+    s_hi = np.where(src_is_a, flows.a_hi[f], flows.b_hi[f])
+    s_lo = np.where(src_is_a, flows.a_lo[f], flows.b_lo[f])
+    sp = np.where(src_is_a, flows.a_port[f], flows.b_port[f]).astype(np.int64)
+    d_hi = np.where(src_is_a, flows.b_hi[f], flows.a_hi[f])
+    d_lo = np.where(src_is_a, flows.b_lo[f], flows.a_lo[f])
+    dp = np.where(src_is_a, flows.b_port[f], flows.a_port[f]).astype(np.int64)
+    return s_hi, s_lo, sp, d_hi, d_lo, dp
+
+
+class Detector:
+    def __init__(self, db: DetectionDatabase):
+        self.db = db
+        self.states = db.matcher.new_states(1024) if db.matcher is not None else None
+        self.h_key = np.zeros(0, np.int64)
+        self.h_pattern = np.zeros(0, np.int64)
+        self.h_pos = np.zeros(0, np.int64)
+        self.chunk_base = 0
+        self.counters = np.zeros(3, np.int64)  # candidate checks, verify steps, verify limit hits
+        self.alerts_capped = 0
+        # rules by fast pattern (CSR), for candidate selection
+        has_fast = db.r_fast >= 0
+        rules = np.nonzero(has_fast)[0]
+        fast = db.r_fast[rules]
+        order = np.argsort(fast, kind="stable")
+        self.fast_rule = rules[order].astype(np.int64)
+        counts = (
+            np.bincount(fast, minlength=db.n_patterns) if len(fast) else np.zeros(db.n_patterns, np.int64)
+        )
+        self.fast_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def _grow_states(self, n_slots: int) -> None:
+        if self.states is None or n_slots <= self.states.shape[0]:
+            return
+        grown = self.db.matcher.new_states(max(n_slots, 2 * self.states.shape[0]))
+        grown[: self.states.shape[0]] = self.states
+        self.states = grown
+
+    def scan(self, buf: np.ndarray, chunks: ChunkTable, n_slots: int):
+        """Run the matcher over the chunks; returns (key, pattern, pos) of every occurrence."""
+        if self.db.matcher is None or len(chunks) == 0:
+            z = np.zeros(0, np.int64)
+            return z, z.copy(), z.copy()
+        self._grow_states(n_slots)
+        m_pat, m_chunk, m_end = self.db.matcher.scan_chunks(
+            buf, chunks.side, chunks.src, chunks.offset, chunks.length, chunks.stream, self.states
+        )
+        stream = chunks.stream[m_chunk]
+        key = np.where(stream >= 0, stream, DATAGRAM_KEY_BASE + self.chunk_base + m_chunk)
+        pos = chunks.stream_pos[m_chunk] + m_end
+        return key.astype(np.int64), m_pat.astype(np.int64), pos.astype(np.int64)
+
+    def detect_chunks(self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at):
+        """Alerts from the content rules for this batch's chunks."""
+        db = self.db
+        key, pattern, pos = self.scan(buf, chunks, n_slots)
+        n_ch = len(chunks)
+        chunk_ids = np.arange(n_ch, dtype=np.int64)
+        ch_key = np.where(chunks.stream >= 0, chunks.stream, DATAGRAM_KEY_BASE + self.chunk_base + chunk_ids)
+        self.chunk_base += n_ch
+        # this batch's records plus what streams carried over
+        key = np.concatenate([self.h_key, key])
+        pattern = np.concatenate([self.h_pattern, pattern])
+        pos = np.concatenate([self.h_pos, pos])
+        by_pos = np.lexsort((pos, key))
+        r_key, r_pattern, r_pos = key[by_pos], pattern[by_pos], pos[by_pos]
+        by_pat = np.lexsort((pos, pattern, key))
+        o_key, o_pattern, o_pos = key[by_pat], pattern[by_pat], pos[by_pat]
+        self._keep_history(r_key, r_pattern, r_pos)
+        if len(r_key) == 0 or n_ch == 0:
+            return AlertBatch.empty()
+        corder = np.argsort(ch_key, kind="stable")
+        s_hi, s_lo, sp, d_hi, d_lo, dp = _endpoints(flows, chunks.flow, chunks.direction)
+        proto = flows.proto[np.maximum(chunks.flow, 0)].astype(np.int64)
+        # a chunk released at the end of the capture has no packet: use the flow's final state
+        est = self._final_established(flows, chunks.flow, chunks.direction)
+        if len(established_at):
+            pkt = chunks.packet
+            est = np.where(pkt >= 0, established_at[np.clip(pkt, 0, len(established_at) - 1)], est)
+        est = est.astype(np.uint8)
+        cap = max(1024, 2 * n_ch)
+        while True:
+            out_rule = np.empty(cap, np.int64)
+            out_chunk = np.empty(cap, np.int64)
+            n = detect_streams(
+                r_key,
+                r_pattern,
+                r_pos,
+                o_key,
+                o_pattern,
+                o_pos,
+                ch_key[corder],
+                chunks.stream_pos[corder],
+                (chunks.stream_pos + chunks.length)[corder],
+                corder,
+                proto[corder],
+                s_hi[corder],
+                s_lo[corder],
+                sp[corder],
+                d_hi[corder],
+                d_lo[corder],
+                dp[corder],
+                chunks.direction[corder],
+                est[corder],
+                db.r_proto,
+                db.r_bidir,
+                db.r_flow,
+                db.r_fast,
+                db.r_src,
+                db.r_dst,
+                db.r_sport,
+                db.r_dport,
+                db.r_contents,
+                db.a_lo_hi,
+                db.a_lo_lo,
+                db.a_hi_hi,
+                db.a_hi_lo,
+                db.p_lo,
+                db.p_hi,
+                db.c_pattern,
+                db.c_len,
+                db.c_negated,
+                db.c_relative,
+                db.c_offset,
+                db.c_depth,
+                db.c_distance,
+                db.c_within,
+                db.pr_start,
+                db.pr_rule,
+                self.fast_start,
+                self.fast_rule,
+                out_rule,
+                out_chunk,
+                self.counters,
+            )
+            if n <= cap:
+                break
+            cap = n
+        rule, chunk = out_rule[:n], out_chunk[:n]
+        return AlertBatch(
+            rule, chunks.ts_ns[chunk], chunks.number[chunk], chunks.flow[chunk], chunks.direction[chunk]
+        )
+
+    @staticmethod
+    def _final_established(flows: FlowTable, flow, direction):
+        from dpi.flow.table import HS_ACK, HS_MIDSTREAM
+
+        f = np.maximum(flow, 0)
+        tcp = flows.proto[f] == 6
+        tcp_est = (flows.tcp_state[f] & (HS_ACK | HS_MIDSTREAM)) != 0
+        both = (flows.pkts[f, 0] > 0) & (flows.pkts[f, 1] > 0)
+        return np.where(tcp, tcp_est, both)
+
+    def _keep_history(self, key, pattern, pos):
+        """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch."""
+        stream = key < DATAGRAM_KEY_BASE
+        key, pattern, pos = key[stream], pattern[stream], pos[stream]
+        if len(key) == 0:
+            self.h_key = self.h_pattern = self.h_pos = np.zeros(0, np.int64)
+            return
+        # rank from the end within each key group (records are sorted by key, pos)
+        idx = np.arange(len(key))
+        last = np.r_[key[1:] != key[:-1], True]
+        ends = np.nonzero(last)[0]
+        end_of = np.repeat(ends, np.diff(np.r_[-1, ends]))
+        keep = (end_of - idx) < HISTORY_PER_STREAM
+        self.h_key, self.h_pattern, self.h_pos = key[keep], pattern[keep], pos[keep]
+
+    def detect_headers(self, eligible, flow, direction, established, decoded, flows: FlowTable):
+        db = self.db
+        if len(db.header_rules) == 0:
+            return AlertBatch.empty()
+        s_hi, s_lo, sp, d_hi, d_lo, dp = _endpoints(flows, flow, direction)
+        proto = decoded.proto.astype(np.int64)
+        cap = max(1024, len(flow))
+        while True:
+            out_rule = np.empty(cap, np.int64)
+            out_packet = np.empty(cap, np.int64)
+            n = detect_headers(
+                db.header_rules,
+                eligible,
+                flow,
+                proto,
+                s_hi,
+                s_lo,
+                sp,
+                d_hi,
+                d_lo,
+                dp,
+                direction,
+                established,
+                db.r_proto,
+                db.r_bidir,
+                db.r_flow,
+                db.r_src,
+                db.r_dst,
+                db.r_sport,
+                db.r_dport,
+                db.a_lo_hi,
+                db.a_lo_lo,
+                db.a_hi_hi,
+                db.a_hi_lo,
+                db.p_lo,
+                db.p_hi,
+                out_rule,
+                out_packet,
+            )
+            if n <= cap:
+                break
+            cap = n
+        return out_rule[:n], out_packet[:n]
+
+    def finish_batch(self, stream_alerts: AlertBatch, header: tuple | None, ts_ns, number, flow, direction):
+        """Merge both alert kinds, one alert per (rule, packet), capped per packet, in
+        packet order."""
+        parts = [stream_alerts]
+        if header is not None and len(header[0]):
+            rule, pkt = header
+            parts.append(
+                AlertBatch(rule, ts_ns[pkt], number[pkt], flow[pkt], direction[pkt].astype(np.uint8))
+            )
+        rule = np.concatenate([p.rule for p in parts])
+        if len(rule) == 0:
+            return AlertBatch.empty()
+        ts = np.concatenate([p.ts_ns for p in parts])
+        num = np.concatenate([p.number for p in parts])
+        fl = np.concatenate([p.flow for p in parts])
+        dr = np.concatenate([p.direction for p in parts])
+        sid = self.db.sids[rule]
+        order = np.lexsort((sid, num))
+        rule, ts, num, fl, dr, sid = rule[order], ts[order], num[order], fl[order], dr[order], sid[order]
+        first = np.r_[True, (num[1:] != num[:-1]) | (rule[1:] != rule[:-1])]
+        rule, ts, num, fl, dr = rule[first], ts[first], num[first], fl[first], dr[first]
+        # cap alerts per packet
+        new_pkt = np.r_[True, num[1:] != num[:-1]]
+        starts = np.nonzero(new_pkt)[0]
+        rank = np.arange(len(num)) - np.repeat(starts, np.diff(np.r_[starts, len(num)]))
+        keep = rank < MAX_ALERTS_PER_PACKET
+        self.alerts_capped += int((~keep).sum())
+        return AlertBatch(rule[keep], ts[keep], num[keep], fl[keep], dr[keep])

@@ -1,0 +1,437 @@
+"""Numba kernels of the detection engine: header checks and content verification on
+match records (pattern occurrences in stream coordinates)."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from dpi.detect.compile import (
+    FLOW_ESTABLISHED,
+    FLOW_NOT_ESTABLISHED,
+    FLOW_TO_CLIENT,
+    FLOW_TO_SERVER,
+    NONE,
+    PROTO_ANY_IP,
+    PROTO_ICMP_ANY,
+)
+
+MAX_VERIFY_STEPS = 20000  # bound on backtracking per (rule, chunk), as Suricata bounds recursion
+
+
+@nb.njit(cache=True, inline="always")
+def _le128(x_hi, x_lo, y_hi, y_lo):
+    return x_hi < y_hi or (x_hi == y_hi and x_lo <= y_lo)
+
+
+@nb.njit(cache=True)
+def _addr_in(lo_hi, lo_lo, hi_hi, hi_lo, start, end, a_hi, a_lo):
+    for k in range(start, end):
+        if _le128(lo_hi[k], lo_lo[k], a_hi, a_lo) and _le128(a_hi, a_lo, hi_hi[k], hi_lo[k]):
+            return True
+    return False
+
+
+@nb.njit(cache=True)
+def _port_in(p_lo, p_hi, start, end, port):
+    for k in range(start, end):
+        if p_lo[k] <= port <= p_hi[k]:
+            return True
+    return False
+
+
+@nb.njit(cache=True)
+def header_ok(
+    r,
+    proto,
+    s_hi,
+    s_lo,
+    sp,
+    d_hi,
+    d_lo,
+    dp,
+    direction,
+    established,
+    r_proto,
+    r_bidir,
+    r_flow,
+    r_src,
+    r_dst,
+    r_sport,
+    r_dport,
+    a_lo_hi,
+    a_lo_lo,
+    a_hi_hi,
+    a_hi_lo,
+    p_lo,
+    p_hi,
+):
+    rp = r_proto[r]
+    if rp == PROTO_ICMP_ANY:
+        if proto != 1 and proto != 58:
+            return False
+    elif rp != PROTO_ANY_IP and rp != proto:
+        return False
+    fl = r_flow[r]
+    if (fl & FLOW_TO_SERVER) and direction != 0:
+        return False
+    if (fl & FLOW_TO_CLIENT) and direction != 1:
+        return False
+    if (fl & FLOW_ESTABLISHED) and not established:
+        return False
+    if (fl & FLOW_NOT_ESTABLISHED) and established:
+        return False
+    # ports only exist for TCP and UDP: other protocols match a port field of "any" only
+    if (
+        _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_src[r, 0], r_src[r, 1], s_hi, s_lo)
+        and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_dst[r, 0], r_dst[r, 1], d_hi, d_lo)
+        and _port_in(p_lo, p_hi, r_sport[r, 0], r_sport[r, 1], sp)
+        and _port_in(p_lo, p_hi, r_dport[r, 0], r_dport[r, 1], dp)
+    ):
+        return True
+    if r_bidir[r]:
+        return (
+            _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_src[r, 0], r_src[r, 1], d_hi, d_lo)
+            and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_dst[r, 0], r_dst[r, 1], s_hi, s_lo)
+            and _port_in(p_lo, p_hi, r_sport[r, 0], r_sport[r, 1], dp)
+            and _port_in(p_lo, p_hi, r_dport[r, 0], r_dport[r, 1], sp)
+        )
+    return False
+
+
+@nb.njit(cache=True, inline="always")
+def _bounds(k, prev_end, c_len, c_relative, c_offset, c_depth, c_distance, c_within, we):
+    """The allowed range of a content's end offset: (min_end, max_end)."""
+    ln = c_len[k]
+    lo_start = 0
+    hi_end = we
+    if c_relative[k]:
+        dist = c_distance[k] if c_distance[k] != NONE else 0
+        lo_start = max(prev_end + dist, 0)
+        if c_within[k] != NONE:
+            hi_end = min(hi_end, prev_end + dist + c_within[k])
+    else:
+        off = c_offset[k] if c_offset[k] != NONE else 0
+        lo_start = off
+        if c_depth[k] != NONE:
+            hi_end = min(hi_end, off + c_depth[k])
+    return lo_start + ln, hi_end
+
+
+@nb.njit(cache=True)
+def verify_contents(
+    cs,
+    ce,
+    ws,
+    we,
+    occ_lo,
+    occ_hi,
+    o_pos,
+    c_len,
+    c_negated,
+    c_relative,
+    c_offset,
+    c_depth,
+    c_distance,
+    c_within,
+    lvl_cur,
+    lvl_prev,
+    lvl_max,
+):
+    """Is there an assignment of occurrences to the rule's contents [cs, ce) that meets
+    every constraint, uses only data up to ``we``, and ends inside (ws, we]?
+
+    ``occ_lo[k]..occ_hi[k]`` index ``o_pos`` (end offsets, sorted) for content k's pattern.
+    Iterative backtracking; returns (matched, steps)."""
+    n = ce - cs
+    steps = 0
+    k = 0
+    lvl_prev[0] = 0
+    lvl_max[0] = -1
+    lvl_cur[0] = -1
+    while k >= 0:
+        steps += 1
+        if steps > MAX_VERIFY_STEPS:
+            return False, steps
+        if k == n:
+            if lvl_max[n] > ws:
+                return True, steps
+            k -= 1
+            continue
+        c = cs + k
+        min_end, max_end = _bounds(
+            c, lvl_prev[k], c_len, c_relative, c_offset, c_depth, c_distance, c_within, we
+        )
+        if c_negated[c]:
+            if lvl_cur[k] >= 0:  # coming back: nothing left to try here
+                k -= 1
+                continue
+            found = False
+            for j in range(occ_lo[k], occ_hi[k]):
+                e = o_pos[j]
+                if e >= min_end and e <= max_end:
+                    found = True
+                    break
+            if found:
+                k -= 1
+                continue
+            lvl_cur[k] = 0
+            lvl_prev[k + 1] = lvl_prev[k]
+            lvl_max[k + 1] = lvl_max[k]
+            lvl_cur[k + 1] = -1
+            k += 1
+            continue
+        j = lvl_cur[k] + 1 if lvl_cur[k] >= 0 else occ_lo[k]
+        # occurrences are sorted by end: skip to the first that can fit
+        while j < occ_hi[k] and o_pos[j] < min_end:
+            j += 1
+        if j >= occ_hi[k] or o_pos[j] > max_end:
+            lvl_cur[k] = -1
+            k -= 1
+            continue
+        lvl_cur[k] = j
+        e = o_pos[j]
+        lvl_prev[k + 1] = e
+        lvl_max[k + 1] = max(lvl_max[k], e)
+        lvl_cur[k + 1] = -1
+        k += 1
+    return False, steps
+
+
+@nb.njit(cache=True)
+def detect_streams(
+    # match records sorted by (key, pos) and by (key, pattern, pos)
+    r_key,
+    r_pattern,
+    r_pos,
+    o_key,
+    o_pattern,
+    o_pos,
+    # new chunks sorted by (key, stream order): their group key, window and packet view
+    ch_key,
+    ch_ws,
+    ch_we,
+    ch_id,
+    ch_proto,
+    ch_s_hi,
+    ch_s_lo,
+    ch_sp,
+    ch_d_hi,
+    ch_d_lo,
+    ch_dp,
+    ch_dir,
+    ch_est,
+    # rules
+    r_proto,
+    r_bidir,
+    r_flow,
+    r_fast,
+    r_src,
+    r_dst,
+    r_sport,
+    r_dport,
+    r_contents,
+    a_lo_hi,
+    a_lo_lo,
+    a_hi_hi,
+    a_hi_lo,
+    p_lo,
+    p_hi,
+    c_pattern,
+    c_len,
+    c_negated,
+    c_relative,
+    c_offset,
+    c_depth,
+    c_distance,
+    c_within,
+    pr_start,
+    pr_rule,
+    fast_start,
+    fast_rule,
+    out_rule,
+    out_chunk,
+    counters,
+):
+    """Alerts (rule, chunk id) for every chunk in which a rule's match completes.
+    Returns the number of alerts (may exceed the output size: then call again, larger)."""
+    n_rules = r_proto.shape[0]
+    cand = np.full(n_rules, -1, np.int64)
+    checked = np.full(n_rules, -1, np.int64)
+    max_contents = 1
+    for r in range(n_rules):
+        max_contents = max(max_contents, r_contents[r, 1] - r_contents[r, 0])
+    occ_lo = np.zeros(max_contents + 1, np.int64)
+    occ_hi = np.zeros(max_contents + 1, np.int64)
+    lvl_cur = np.zeros(max_contents + 1, np.int64)
+    lvl_prev = np.zeros(max_contents + 1, np.int64)
+    lvl_max = np.zeros(max_contents + 1, np.int64)
+    n_alerts = 0
+    n_ch = ch_key.shape[0]
+    g = 0
+    while g < n_ch:
+        key = ch_key[g]
+        g_end = g
+        while g_end < n_ch and ch_key[g_end] == key:
+            g_end += 1
+        r0 = np.searchsorted(r_key, key, side="left")
+        r1 = np.searchsorted(r_key, key, side="right")
+        if r1 > r0:
+            o0 = np.searchsorted(o_key, key, side="left")
+            o1 = np.searchsorted(o_key, key, side="right")
+            # candidates: rules whose fast pattern occurs in this stream
+            any_cand = False
+            j = o0
+            while j < o1:
+                p = o_pattern[j]
+                for q in range(fast_start[p], fast_start[p + 1]):
+                    cand[fast_rule[q]] = key
+                    any_cand = True
+                while j < o1 and o_pattern[j] == p:
+                    j += 1
+            if any_cand:
+                for ci in range(g, g_end):
+                    ws = ch_ws[ci]
+                    we = ch_we[ci]
+                    a = r0 + np.searchsorted(r_pos[r0:r1], ws, side="right")
+                    b = r0 + np.searchsorted(r_pos[r0:r1], we, side="right")
+                    for m in range(a, b):
+                        p = r_pattern[m]
+                        for q in range(pr_start[p], pr_start[p + 1]):
+                            r = pr_rule[q]
+                            if cand[r] != key or checked[r] == ci:
+                                continue
+                            checked[r] = ci
+                            counters[0] += 1
+                            if not header_ok(
+                                r,
+                                ch_proto[ci],
+                                ch_s_hi[ci],
+                                ch_s_lo[ci],
+                                ch_sp[ci],
+                                ch_d_hi[ci],
+                                ch_d_lo[ci],
+                                ch_dp[ci],
+                                ch_dir[ci],
+                                ch_est[ci],
+                                r_proto,
+                                r_bidir,
+                                r_flow,
+                                r_src,
+                                r_dst,
+                                r_sport,
+                                r_dport,
+                                a_lo_hi,
+                                a_lo_lo,
+                                a_hi_hi,
+                                a_hi_lo,
+                                p_lo,
+                                p_hi,
+                            ):
+                                continue
+                            cs = r_contents[r, 0]
+                            ce = r_contents[r, 1]
+                            for k in range(ce - cs):
+                                pat = c_pattern[cs + k]
+                                lo = o0 + np.searchsorted(o_pattern[o0:o1], pat, side="left")
+                                hi = o0 + np.searchsorted(o_pattern[o0:o1], pat, side="right")
+                                occ_lo[k] = lo
+                                occ_hi[k] = hi
+                            ok, steps = verify_contents(
+                                cs,
+                                ce,
+                                ws,
+                                we,
+                                occ_lo,
+                                occ_hi,
+                                o_pos,
+                                c_len,
+                                c_negated,
+                                c_relative,
+                                c_offset,
+                                c_depth,
+                                c_distance,
+                                c_within,
+                                lvl_cur,
+                                lvl_prev,
+                                lvl_max,
+                            )
+                            counters[1] += steps
+                            if steps > MAX_VERIFY_STEPS:
+                                counters[2] += 1
+                            if ok:
+                                if n_alerts < out_rule.shape[0]:
+                                    out_rule[n_alerts] = r
+                                    out_chunk[n_alerts] = ch_id[ci]
+                                n_alerts += 1
+        g = g_end
+    return n_alerts
+
+
+@nb.njit(cache=True)
+def detect_headers(
+    rules,
+    eligible,
+    flow,
+    proto,
+    s_hi,
+    s_lo,
+    sp,
+    d_hi,
+    d_lo,
+    dp,
+    direction,
+    established,
+    r_proto,
+    r_bidir,
+    r_flow,
+    r_src,
+    r_dst,
+    r_sport,
+    r_dport,
+    a_lo_hi,
+    a_lo_lo,
+    a_hi_hi,
+    a_hi_lo,
+    p_lo,
+    p_hi,
+    out_rule,
+    out_packet,
+):
+    """Alerts (rule, packet) for rules without content: checked on every tracked packet."""
+    n_alerts = 0
+    for i in range(eligible.shape[0]):
+        if not eligible[i] or flow[i] < 0:
+            continue
+        for k in range(rules.shape[0]):
+            r = rules[k]
+            if header_ok(
+                r,
+                proto[i],
+                s_hi[i],
+                s_lo[i],
+                sp[i],
+                d_hi[i],
+                d_lo[i],
+                dp[i],
+                direction[i],
+                established[i],
+                r_proto,
+                r_bidir,
+                r_flow,
+                r_src,
+                r_dst,
+                r_sport,
+                r_dport,
+                a_lo_hi,
+                a_lo_lo,
+                a_hi_hi,
+                a_hi_lo,
+                p_lo,
+                p_hi,
+            ):
+                if n_alerts < out_rule.shape[0]:
+                    out_rule[n_alerts] = r
+                    out_packet[n_alerts] = i
+                n_alerts += 1
+    return n_alerts

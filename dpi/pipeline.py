@@ -1,0 +1,203 @@
+"""`dpi scan` as a library function: capture -> decode -> flow -> stream -> match -> detect -> EVE.
+
+Python here runs once per batch; every per-packet loop is a Numba kernel in a stage module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import numpy as np
+
+from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, open_capture
+from dpi.decode import decode_batch
+from dpi.decode.status import count_by_status
+from dpi.detect.compile import DetectionDatabase, compile_rules
+from dpi.detect.engine import AlertBatch, Detector
+from dpi.flow.table import TRACKABLE, FlowTable, track_flows
+from dpi.output.eve import EveWriter, format_timestamp
+from dpi.rules import RuleSet, load_rules
+from dpi.stream.tcp import StreamConfig, TcpReassembler
+
+
+@dataclass
+class ScanResult:
+    packets: int = 0
+    bytes: int = 0
+    alerts: int = 0
+    flows: int = 0
+    decode: dict[str, int] = field(default_factory=dict)
+    not_tracked: dict[str, int] = field(default_factory=dict)
+    stream: dict[str, int] = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)
+    capture_errors: list[CaptureError] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    first_ts: int | None = None
+    last_ts: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.capture_errors
+
+
+class Scanner:
+    """Holds the state that lives across batches and files: flows, streams, detection."""
+
+    def __init__(
+        self,
+        db: DetectionDatabase,
+        rules_summary: dict | None = None,
+        stream_config: StreamConfig | None = None,
+        max_flows: int = 1_000_000,
+    ):
+        self.db = db
+        self.flows = FlowTable(max_flows=max_flows)
+        self.streams = TcpReassembler(stream_config)
+        self.detector = Detector(db)
+        self.result = ScanResult(rules=rules_summary or {})
+        self._status_counts = np.zeros(256, dtype=np.int64)
+        self._not_tracked: Counter[str] = Counter()
+        self.timings: Counter[str] = Counter()
+
+    def _tick(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.timings[stage] += t1 - t0
+        return t1
+
+    def process_batch(self, batch) -> AlertBatch:
+        t = time.perf_counter()
+        decoded = decode_batch(batch)
+        t = self._tick("decode", t)
+        res = self.result
+        n = len(batch)
+        res.packets += n
+        res.bytes += int(batch.caplen.sum())
+        if n:
+            lo, hi = int(batch.ts_ns.min()), int(batch.ts_ns.max())
+            res.first_ts = lo if res.first_ts is None else min(res.first_ts, lo)
+            res.last_ts = hi if res.last_ts is None else max(res.last_ts, hi)
+        self._status_counts += np.bincount(decoded.status, minlength=256)
+        trackable = TRACKABLE[decoded.status]
+        fragment = trackable & (decoded.is_fragment != 0)
+        eligible = trackable & ~fragment
+        self._not_tracked["fragment_awaiting_defrag"] += int(fragment.sum())
+        flow, direction, established = track_flows(self.flows, eligible, batch, decoded)
+        self._not_tracked["flow_table_full"] += int((eligible & (flow < 0)).sum())
+        t = self._tick("flow", t)
+        self.streams.reserve(self.flows.capacity)
+        chunks = self.streams.process(
+            batch.buffer, eligible, decoded, batch.ts_ns, batch.number, flow, direction
+        )
+        t = self._tick("stream", t)
+        stream_alerts = self.detector.detect_chunks(
+            batch.buffer, chunks, self.streams.next_slot, self.flows, established
+        )
+        t = self._tick("match+detect", t)
+        header = self.detector.detect_headers(eligible, flow, direction, established, decoded, self.flows)
+        header_t = header if isinstance(header, tuple) else None
+        alerts = self.detector.finish_batch(
+            stream_alerts, header_t, batch.ts_ns, batch.number, flow, direction
+        )
+        self._tick("detect-headers", t)
+        return alerts
+
+    def flush(self) -> AlertBatch:
+        """End of input: deliver data still held behind holes, and detect on it."""
+        chunks = self.streams.flush(self.flows.n_flows)
+        if len(chunks) == 0:
+            return AlertBatch.empty()
+        empty = np.zeros(0, np.uint8)
+        alerts = self.detector.detect_chunks(empty, chunks, self.streams.next_slot, self.flows, empty)
+        return self.detector.finish_batch(alerts, None, None, None, None, None)
+
+    def finish(self) -> ScanResult:
+        res = self.result
+        res.flows = self.flows.n_flows
+        res.decode = count_by_status(self._status_counts_as_column())
+        res.not_tracked = dict(self._not_tracked)
+        res.stream = self.streams.stats()
+        res.stream["detect_candidate_checks"] = int(self.detector.counters[0])
+        res.stream["detect_verify_limit_hits"] = int(self.detector.counters[2])
+        res.stream["alerts_over_packet_cap"] = self.detector.alerts_capped
+        res.timings = dict(self.timings)
+        return res
+
+    def _status_counts_as_column(self) -> np.ndarray:
+        return np.repeat(np.arange(256, dtype=np.uint8), self._status_counts)
+
+
+def build_detection(
+    rule_paths: list[str], variables: dict | None = None, engine: str = "numba"
+) -> tuple[RuleSet, DetectionDatabase]:
+    ruleset = load_rules(rule_paths, variables=variables)
+    db = compile_rules(ruleset.rules, engine=engine)
+    return ruleset, db
+
+
+def rules_summary(ruleset: RuleSet, db: DetectionDatabase) -> dict:
+    reasons = Counter(ruleset.skip_reasons())
+    for _rule, reason in db.report.skipped:
+        reasons[reason] += 1
+    return {
+        "rules_loaded": db.report.compiled,
+        "rules_skipped": len(ruleset.skipped) + len(db.report.skipped),
+        "rules_failed": len(ruleset.errors),
+        "header_only_rules": db.report.header_only,
+        "patterns": db.n_patterns,
+        "skip_reasons": dict(reasons.most_common()),
+    }
+
+
+def scan(
+    pcaps: list[str],
+    rule_paths: list[str],
+    eve: TextIO,
+    reader: str = "native",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    variables: dict | None = None,
+    engine: str = "numba",
+) -> ScanResult:
+    """Scan captures with rule files; writes EVE alerts and a closing stats event."""
+    t0 = time.perf_counter()
+    ruleset, db = build_detection(rule_paths, variables, engine)
+    compile_s = time.perf_counter() - t0
+    scanner = Scanner(db, rules_summary(ruleset, db))
+    writer = EveWriter(eve)
+    for path in pcaps:
+        try:
+            cap = open_capture(path, reader=reader, batch_size=batch_size)
+            for batch in cap.batches():
+                writer.write_alerts(scanner.process_batch(batch), db.rules, scanner.flows)
+            if cap.error is not None:
+                scanner.result.capture_errors.append(cap.error)
+        except CaptureError as exc:
+            scanner.result.capture_errors.append(exc)
+    writer.write_alerts(scanner.flush(), db.rules, scanner.flows)
+    result = scanner.finish()
+    result.alerts = writer.alerts
+    result.timings["rules_compile"] = compile_s
+    writer.write_event(stats_event(result))
+    return result
+
+
+def stats_event(result: ScanResult) -> dict:
+    decode = {name: count for name, count in result.decode.items() if count}
+    ts = result.last_ts if result.last_ts is not None else time.time_ns()
+    return {
+        "timestamp": format_timestamp(ts),
+        "event_type": "stats",
+        "stats": {
+            "capture": {
+                "packets": result.packets,
+                "bytes": result.bytes,
+                "errors": [str(e) for e in result.capture_errors],
+            },
+            "decoder": {"pkts": result.packets, "bytes": result.bytes, "status": decode},
+            "flow": {"total": result.flows, "not_tracked": result.not_tracked},
+            "tcp": result.stream,
+            "detect": {"alert": result.alerts, **result.rules},
+        },
+    }
