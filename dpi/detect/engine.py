@@ -146,6 +146,7 @@ class Detector:
                 dp[corder],
                 chunks.direction[corder],
                 est[corder],
+                chunks.packet_base[corder],
                 db.r_proto,
                 db.r_bidir,
                 db.r_flow,

@@ -100,22 +100,29 @@ def header_ok(
 
 
 @nb.njit(cache=True, inline="always")
-def _bounds(k, prev_end, c_len, c_relative, c_offset, c_depth, c_distance, c_within, we):
-    """The allowed range of a content's end offset: (min_end, max_end)."""
+def _bounds(k, prev_end, c_len, c_relative, c_offset, c_depth, c_distance, c_within, base, min_start, we):
+    """The allowed range (min_end, max_end) of content k's end, in stream coordinates.
+
+    The rule's own offsets count from ``base`` (the stream start, or the packet's first
+    payload byte when the rule is checked against one packet); ``prev_end`` is the previous
+    match's end in those same coordinates; no occurrence may start before ``min_start``."""
     ln = c_len[k]
-    lo_start = 0
-    hi_end = we
+    bounded = False
+    hi_end = 0
     if c_relative[k]:
         dist = c_distance[k] if c_distance[k] != NONE else 0
         lo_start = max(prev_end + dist, 0)
         if c_within[k] != NONE:
-            hi_end = min(hi_end, prev_end + dist + c_within[k])
+            hi_end = prev_end + dist + c_within[k]
+            bounded = True
     else:
-        off = c_offset[k] if c_offset[k] != NONE else 0
-        lo_start = off
+        lo_start = c_offset[k] if c_offset[k] != NONE else 0
         if c_depth[k] != NONE:
-            hi_end = min(hi_end, off + c_depth[k])
-    return lo_start + ln, hi_end
+            hi_end = lo_start + c_depth[k]
+            bounded = True
+    min_end = max(lo_start + base, min_start) + ln
+    max_end = min(we, hi_end + base) if bounded else we
+    return min_end, max_end
 
 
 @nb.njit(cache=True)
@@ -137,9 +144,13 @@ def verify_contents(
     lvl_cur,
     lvl_prev,
     lvl_max,
+    base,
+    min_start,
 ):
     """Is there an assignment of occurrences to the rule's contents [cs, ce) that meets
     every constraint, uses only data up to ``we``, and ends inside (ws, we]?
+    (``base``/``min_start``: see _bounds; (0, 0) checks the stream, (packet start, ws)
+    the delivering packet alone.)
 
     ``occ_lo[k]..occ_hi[k]`` index ``o_pos`` (end offsets, sorted) for content k's pattern.
     Iterative backtracking; returns (matched, steps)."""
@@ -160,7 +171,7 @@ def verify_contents(
             continue
         c = cs + k
         min_end, max_end = _bounds(
-            c, lvl_prev[k], c_len, c_relative, c_offset, c_depth, c_distance, c_within, we
+            c, lvl_prev[k], c_len, c_relative, c_offset, c_depth, c_distance, c_within, base, min_start, we
         )
         if c_negated[c]:
             if lvl_cur[k] >= 0:  # coming back: nothing left to try here
@@ -191,7 +202,7 @@ def verify_contents(
             continue
         lvl_cur[k] = j
         e = o_pos[j]
-        lvl_prev[k + 1] = e
+        lvl_prev[k + 1] = e - base
         lvl_max[k + 1] = max(lvl_max[k], e)
         lvl_cur[k + 1] = -1
         k += 1
@@ -221,6 +232,7 @@ def detect_streams(
     ch_dp,
     ch_dir,
     ch_est,
+    ch_pbase,
     # rules
     r_proto,
     r_bidir,
@@ -337,28 +349,43 @@ def detect_streams(
                                 hi = o0 + np.searchsorted(o_pattern[o0:o1], pat, side="right")
                                 occ_lo[k] = lo
                                 occ_hi[k] = hi
-                            ok, steps = verify_contents(
-                                cs,
-                                ce,
-                                ws,
-                                we,
-                                occ_lo,
-                                occ_hi,
-                                o_pos,
-                                c_len,
-                                c_negated,
-                                c_relative,
-                                c_offset,
-                                c_depth,
-                                c_distance,
-                                c_within,
-                                lvl_cur,
-                                lvl_prev,
-                                lvl_max,
-                            )
-                            counters[1] += steps
-                            if steps > MAX_VERIFY_STEPS:
-                                counters[2] += 1
+                            # the stream first; then the delivering packet alone, as
+                            # Suricata inspects both (offset/depth then count from the
+                            # packet's payload start)
+                            ok = False
+                            for mode in range(2):
+                                if mode == 0:
+                                    base, min_start = 0, 0
+                                else:
+                                    if ch_pbase[ci] < 0 or ch_pbase[ci] == 0 and ws == 0:
+                                        break
+                                    base, min_start = ch_pbase[ci], ws
+                                ok, steps = verify_contents(
+                                    cs,
+                                    ce,
+                                    ws,
+                                    we,
+                                    occ_lo,
+                                    occ_hi,
+                                    o_pos,
+                                    c_len,
+                                    c_negated,
+                                    c_relative,
+                                    c_offset,
+                                    c_depth,
+                                    c_distance,
+                                    c_within,
+                                    lvl_cur,
+                                    lvl_prev,
+                                    lvl_max,
+                                    base,
+                                    min_start,
+                                )
+                                counters[1] += steps
+                                if steps > MAX_VERIFY_STEPS:
+                                    counters[2] += 1
+                                if ok:
+                                    break
                             if ok:
                                 if n_alerts < out_rule.shape[0]:
                                     out_rule[n_alerts] = r

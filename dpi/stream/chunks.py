@@ -29,6 +29,10 @@ class ChunkTable:
     ts_ns: np.ndarray  # int64, timestamp of that packet
     number: np.ndarray  # int64, capture packet number of that packet
     side: np.ndarray  # uint8, the side buffer (bytes released from the arena this batch)
+    # stream position of the delivering packet's first payload byte, so rules can also be
+    # checked against the packet alone (as Suricata inspects packet and stream); -1 when
+    # the chunk is not that packet's own payload (data released from the arena)
+    packet_base: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.src.shape[0])
@@ -40,10 +44,13 @@ class ChunkTable:
         for f in fields(ChunkTable):
             if f.name == "side":
                 cols[f.name] = np.zeros(side_bytes, dtype=np.uint8)
+            elif f.name == "packet_base":
+                cols[f.name] = np.full(n, -1, dtype=np.int64)
             else:
                 cols[f.name] = np.zeros(n, dtype=dtypes.get(f.name, np.int64))
         return ChunkTable(**cols)
 
     def head(self, n: int, side_used: int) -> ChunkTable:
         cols = {f.name: getattr(self, f.name)[:n] for f in fields(ChunkTable) if f.name != "side"}
+        cols["packet_base"] = cols["packet_base"].copy()
         return ChunkTable(side=self.side[:side_used], **cols)

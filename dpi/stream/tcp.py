@@ -652,7 +652,11 @@ class TcpReassembler:
             out.number,
             out.side,
         )
-        return out.head(nc, side_used)
+        chunks = out.head(nc, side_used)
+        own = chunks.src == SRC_CAPTURE
+        skip = chunks.offset - decoded.payload_offset[np.where(own, chunks.packet, 0)]
+        chunks.packet_base = np.where(own, chunks.stream_pos - skip, -1)
+        return chunks
 
     def flush(self, n_flows: int) -> ChunkTable:
         live = int(self.seg_live.sum())
