@@ -125,7 +125,12 @@ class ScapyReader(CaptureReader):
 
             def rows():
                 try:
-                    for data, meta in reader:
+                    while True:
+                        # iterating the reader would cut frames at scapy's MTU (65535)
+                        try:
+                            data, meta = reader._read_packet(size=1 << 20)
+                        except EOFError:
+                            break
                         yield _scapy_row(fmt, reader, data, meta)
                 except Exception as exc:  # scapy raises a variety of errors on damage
                     self.error = CaptureError(self.path, reader.f.tell(), f"scapy: {exc!r}")
