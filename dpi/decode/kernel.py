@@ -1,0 +1,151 @@
+"""The decode kernel: one pass over a PacketBatch, link -> IP -> transport, into DecodedBatch columns.
+
+Every read is preceded by a check against the frame's end (``offset + caplen``), so a
+crafted packet can never make the kernel read outside its own frame. The helpers live in
+:mod:`.link`, :mod:`.ip` and :mod:`.transport`, one protocol family each. They return
+flat tuples and only this kernel writes columns, and they are inlined at the Numba level
+(``inline="always"``): a real call per packet costs an atomic reference-count update for
+every array it is handed, which had made the kernel several times slower. The price is a
+longer first compile (about 10 s, then cached).
+
+Numba's ``cache=True`` watches only the source file of the function it caches: after
+editing a helper module or the codes in :mod:`.status`, clear ``dpi/decode/__pycache__``
+(or touch this file) so the cached kernel is rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import fields
+
+import numpy as np
+from numba import njit
+
+from dpi.capture.batch import PacketBatch
+from dpi.decode.columns import DecodedBatch
+from dpi.decode.ip import FIRST_FRAGMENT, LATER_FRAGMENT, NOT_FRAGMENT, decode_ipv4, decode_ipv6
+from dpi.decode.link import VERSION_FROM_NIBBLE, decode_link
+from dpi.decode.status import FIRST_ERROR_CODE, Status
+from dpi.decode.transport import decode_transport
+
+# The DecodedBatch columns as a namedtuple, which Numba passes by attribute name.
+DecodedColumns = namedtuple("DecodedColumns", [f.name for f in fields(DecodedBatch)])
+
+MAX_WIRE_LEN = 1 << 32
+
+
+@njit(cache=True)
+def decode_kernel(buf, offset, caplen, wirelen, linktype, out):
+    buffer_len = buf.shape[0]
+    for i in range(offset.shape[0]):
+        out.l3_offset[i] = -1
+        out.l4_offset[i] = -1
+        start = offset[i]
+        captured = caplen[i]
+        if start < 0 or captured < 0 or start > buffer_len or captured > buffer_len - start:
+            out.status[i] = Status.FRAME_OUT_OF_BUFFER
+            continue
+        end = start + captured
+        # the wire length only classifies (snap cut or lying IP length), never bounds a read;
+        # clamped so that a nonsense value cannot overflow
+        wire_end = start + max(captured, min(wirelen[i], MAX_WIRE_LEN))
+
+        status, l3, version, vlan, vlan_outer = decode_link(buf, start, end, linktype[i])
+        out.vlan[i] = vlan
+        out.vlan_outer[i] = vlan_outer
+        if status != Status.OK:
+            out.status[i] = status
+            continue
+        if version == VERSION_FROM_NIBBLE:
+            if l3 >= end:
+                out.status[i] = Status.IP_TRUNCATED
+                continue
+            version = buf[l3] >> 4
+            if version != 4 and version != 6:
+                out.status[i] = Status.IP_BAD_VERSION
+                continue
+        out.l3_offset[i] = l3
+
+        if version == 4:
+            ip = decode_ipv4(buf, l3, end, wire_end)
+        else:
+            ip = decode_ipv6(buf, l3, end, wire_end)
+        (
+            status,
+            ip_version,
+            upper,
+            claim_end,
+            avail_end,
+            fragment,
+            proto,
+            ttl,
+            src_hi,
+            src_lo,
+            dst_hi,
+            dst_lo,
+            frag_id,
+            frag_offset,
+            frag_more,
+        ) = ip
+        out.status[i] = status
+        if ip_version == 0:
+            continue
+        out.ip_version[i] = ip_version
+        out.proto[i] = proto
+        out.ttl[i] = ttl
+        out.src_hi[i] = src_hi
+        out.src_lo[i] = src_lo
+        out.dst_hi[i] = dst_hi
+        out.dst_lo[i] = dst_lo
+        out.frag_id[i] = frag_id
+        out.frag_offset[i] = frag_offset
+        out.frag_more[i] = frag_more
+        out.is_fragment[i] = fragment != NOT_FRAGMENT
+        if upper < 0:
+            continue
+        out.ip_payload_len[i] = claim_end - upper
+
+        if fragment == LATER_FRAGMENT:
+            # the transport header, if any, is in the first fragment: this is all payload
+            out.payload_offset[i] = upper
+            out.payload_len[i] = avail_end - upper
+            continue
+        out.l4_offset[i] = upper
+        (l4_status, sport, dport, seq, ack, flags, icmp_type, icmp_code, payload_offset, payload_len) = (
+            decode_transport(buf, upper, claim_end, avail_end, proto, fragment == FIRST_FRAGMENT)
+        )
+        if l4_status >= FIRST_ERROR_CODE:
+            out.status[i] = l4_status
+        out.sport[i] = sport
+        out.dport[i] = dport
+        out.tcp_seq[i] = seq
+        out.tcp_ack[i] = ack
+        out.tcp_flags[i] = flags
+        out.icmp_type[i] = icmp_type
+        out.icmp_code[i] = icmp_code
+        out.payload_offset[i] = payload_offset
+        out.payload_len[i] = payload_len
+
+
+def _int64_column(column: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(column, dtype=np.int64)
+
+
+def decode_batch(batch: PacketBatch) -> DecodedBatch:
+    """Decode every frame of ``batch``; one row per packet, in the batch's order."""
+    decoded = DecodedBatch.allocate(len(batch))
+    if len(batch) == 0:
+        return decoded
+    buffer = batch.buffer
+    if buffer.dtype != np.uint8 or buffer.ndim != 1:
+        raise TypeError(f"PacketBatch.buffer must be 1-D uint8, not {buffer.dtype} with {buffer.ndim} dims")
+    columns = DecodedColumns(**{name: getattr(decoded, name) for name in DecodedColumns._fields})
+    decode_kernel(
+        np.ascontiguousarray(buffer),
+        _int64_column(batch.offset),
+        _int64_column(batch.caplen),
+        _int64_column(batch.wirelen),
+        _int64_column(batch.linktype),
+        columns,
+    )
+    return decoded
