@@ -71,8 +71,8 @@ class _RowBatcher:
 
 class DpktReader(CaptureReader):
     """dpkt's pcap/pcapng readers. Known dpkt behaviours: its pcapng reader applies the
-    first interface's timestamp resolution to every interface, and it returns damaged
-    trailing records without complaint."""
+    first interface's timestamp resolution to every interface, it returns damaged
+    trailing records without complaint, and for pcapng it gives no wire length."""
 
     name = "dpkt"
 
@@ -89,15 +89,34 @@ class DpktReader(CaptureReader):
 
             def rows():
                 try:
-                    for ts, buf in reader:
-                        # dpkt does not expose the wire length: the captured length stands in
-                        yield (_ts_to_ns(ts), len(buf), len(buf), linktype, bytes(buf))
+                    for ts, buf, wirelen in _dpkt_records(reader, fmt):
+                        yield (_ts_to_ns(ts), len(buf), wirelen, linktype, bytes(buf))
                 except (dpkt.NeedData, dpkt.UnpackError, ValueError) as exc:
                     self.error = CaptureError(self.path, fh.tell(), f"dpkt: {exc!r}")
 
             yield from _RowBatcher(self.batch_size).run(rows())
         finally:
             fh.close()
+
+
+def _dpkt_records(reader, fmt: str):
+    """(timestamp, frame, wire length) per record. dpkt's pcap iterator drops the record's
+    original length, so for pcap walk the records with dpkt's own header class as its
+    iterator does, keeping it; dpkt's pcapng iterator keeps none (the captured length
+    stands in there)."""
+    if fmt != "pcap":
+        for ts, buf in reader:
+            yield ts, buf, len(buf)
+        return
+    header_cls = reader._Reader__ph  # the record-header class dpkt chose for this file
+    fh = reader._Reader__f
+    while True:
+        raw = fh.read(header_cls.__hdr_len__)
+        if not raw:
+            return
+        hdr = header_cls(raw)
+        buf = fh.read(hdr.caplen)
+        yield hdr.tv_sec + (hdr.tv_usec / reader._divisor), buf, int(hdr.len)
 
 
 def _ts_to_ns(ts) -> int:
