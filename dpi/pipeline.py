@@ -32,6 +32,7 @@ class ScanResult:
     decode: dict[str, int] = field(default_factory=dict)
     not_tracked: dict[str, int] = field(default_factory=dict)
     stream: dict[str, int] = field(default_factory=dict)
+    detect: dict[str, int] = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     capture_errors: list[CaptureError] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -97,10 +98,7 @@ class Scanner:
         )
         t = self._tick("match+detect", t)
         header = self.detector.detect_headers(eligible, flow, direction, established, decoded, self.flows)
-        header_t = header if isinstance(header, tuple) else None
-        alerts = self.detector.finish_batch(
-            stream_alerts, header_t, batch.ts_ns, batch.number, flow, direction
-        )
+        alerts = self.detector.finish_batch(stream_alerts, header, batch.ts_ns, batch.number, flow, direction)
         self._tick("detect-headers", t)
         return alerts
 
@@ -119,9 +117,13 @@ class Scanner:
         res.decode = count_by_status(self._status_counts_as_column())
         res.not_tracked = dict(self._not_tracked)
         res.stream = self.streams.stats()
-        res.stream["detect_candidate_checks"] = int(self.detector.counters[0])
-        res.stream["detect_verify_limit_hits"] = int(self.detector.counters[2])
-        res.stream["alerts_over_packet_cap"] = self.detector.alerts_capped
+        res.detect = {
+            "candidate_checks": int(self.detector.counters[0]),
+            "verify_steps": int(self.detector.counters[1]),
+            "verify_limit_hits": int(self.detector.counters[2]),
+            "alerts_over_packet_cap": self.detector.alerts_capped,
+            "history_records_dropped": self.detector.history_dropped,
+        }
         res.timings = dict(self.timings)
         return res
 
@@ -198,6 +200,6 @@ def stats_event(result: ScanResult) -> dict:
             "decoder": {"pkts": result.packets, "bytes": result.bytes, "status": decode},
             "flow": {"total": result.flows, "not_tracked": result.not_tracked},
             "tcp": result.stream,
-            "detect": {"alert": result.alerts, **result.rules},
+            "detect": {"alert": result.alerts, **result.detect, **result.rules},
         },
     }

@@ -110,3 +110,19 @@ def test_distance_within_across_segments(tmp_path):
     _, events = run_scan(tmp_path, tcp_session(segments), rule)
     alerts = alerts_of(events)
     assert len(alerts) == 1 and alerts[0]["pcap_cnt"] == 6
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_state_carries_across_batches(tmp_path, batch_size):
+    """Matcher state, held segments and earlier matches survive batch boundaries."""
+    rule = (
+        'alert tcp any any -> any 80 (msg:"two contents"; content:"GET "; depth:4; '
+        'content:"NEEDLE-in-the-haystack"; distance:0; within:60; sid:3;)\n'
+    )
+    segments = [PAYLOAD[i : i + 3] for i in range(0, len(PAYLOAD), 3)]
+    order = list(range(len(segments)))
+    order[2], order[3] = order[3], order[2]  # one out-of-order pair
+    _, whole = run_scan(tmp_path, tcp_session(segments, order=order), rule)
+    _, batched = run_scan(tmp_path, tcp_session(segments, order=order), rule, batch_size=batch_size)
+    assert len(alerts_of(whole)) == 1
+    assert alerts_of(batched) == alerts_of(whole)

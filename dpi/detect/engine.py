@@ -18,6 +18,7 @@ from dpi.stream.chunks import ChunkTable
 # a datagram's records are grouped under a key of their own, above every stream slot
 DATAGRAM_KEY_BASE = 1 << 62
 HISTORY_PER_STREAM = 512  # match records a stream keeps across batches (for distance/within)
+HISTORY_MAX_RECORDS = 1 << 21  # and all streams together (about 48 MiB)
 MAX_ALERTS_PER_PACKET = 15  # Suricata's default packet_alert_max
 
 
@@ -62,6 +63,7 @@ class Detector:
         self.chunk_base = 0
         self.counters = np.zeros(3, np.int64)  # candidate checks, verify steps, verify limit hits
         self.alerts_capped = 0
+        self.history_dropped = 0  # records lost to HISTORY_MAX_RECORDS
         # rules by fast pattern (CSR), for candidate selection
         has_fast = db.r_fast >= 0
         rules = np.nonzero(has_fast)[0]
@@ -110,7 +112,7 @@ class Detector:
         r_key, r_pattern, r_pos = key[by_pos], pattern[by_pos], pos[by_pos]
         by_pat = np.lexsort((pos, pattern, key))
         o_key, o_pattern, o_pos = key[by_pat], pattern[by_pat], pos[by_pat]
-        self._keep_history(r_key, r_pattern, r_pos)
+        self._keep_history(r_key, r_pattern, r_pos, np.unique(chunks.stream[chunks.stream >= 0]))
         if len(r_key) == 0 or n_ch == 0:
             return AlertBatch.empty()
         corder = np.argsort(ch_key, kind="stable")
@@ -196,8 +198,9 @@ class Detector:
         both = (flows.pkts[f, 0] > 0) & (flows.pkts[f, 1] > 0)
         return np.where(tcp, tcp_est, both)
 
-    def _keep_history(self, key, pattern, pos):
-        """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch."""
+    def _keep_history(self, key, pattern, pos, active_streams):
+        """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch;
+        past HISTORY_MAX_RECORDS in all, the streams active in this batch keep theirs first."""
         stream = key < DATAGRAM_KEY_BASE
         key, pattern, pos = key[stream], pattern[stream], pos[stream]
         if len(key) == 0:
@@ -209,12 +212,20 @@ class Detector:
         ends = np.nonzero(last)[0]
         end_of = np.repeat(ends, np.diff(np.r_[-1, ends]))
         keep = (end_of - idx) < HISTORY_PER_STREAM
+        if int(keep.sum()) > HISTORY_MAX_RECORDS:
+            active = np.isin(key, active_streams)
+            order = np.nonzero(keep)[0]
+            order = order[np.argsort(~active[order], kind="stable")][:HISTORY_MAX_RECORDS]
+            self.history_dropped += int(keep.sum()) - len(order)
+            keep = np.zeros_like(keep)
+            keep[order] = True
         self.h_key, self.h_pattern, self.h_pos = key[keep], pattern[keep], pos[keep]
 
     def detect_headers(self, eligible, flow, direction, established, decoded, flows: FlowTable):
+        """(rule, packet index) of the alerts of rules without content."""
         db = self.db
         if len(db.header_rules) == 0:
-            return AlertBatch.empty()
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         s_hi, s_lo, sp, d_hi, d_lo, dp = _endpoints(flows, flow, direction)
         proto = decoded.proto.astype(np.int64)
         cap = max(1024, len(flow))
