@@ -30,9 +30,10 @@ from dpi.capture.writer import (
     pcapng_section_header,
     pcapng_simple_packet,
 )
+from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-PCAPS = REPO.parent / "shared" / "data" / "pcaps"
+PCAPS = SHARED_DATA / "pcaps"
 SHARED_SMALL = [
     "zeek/tcp-option-sack.pcap",
     "tcpdump/tcp-handshake-nano.pcap",

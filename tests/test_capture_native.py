@@ -26,8 +26,9 @@ from dpi.capture.writer import (
     pcapng_section_header,
     pcapng_simple_packet,
 )
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PCAPS = DATA / "pcaps"
 
 # Files where dpkt's answer is wrong, with the reason; for these the test first checks that

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,9 +33,10 @@ from dpi.decode import (
     decode_batch,
     is_error,
 )
+from tests.conftest import SHARED_DATA
 
 S = Status
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PCAPS = DATA / "pcaps"
 
 ETHERNET, RAW, NULL, LOOP, SLL, SLL2, IPV4_ONLY, IPV6_ONLY = 1, 101, 0, 108, 113, 276, 228, 229
@@ -684,21 +684,7 @@ def _decode_file(name: str, reader: str) -> tuple[PacketBatch, DecodedBatch]:
     return batches[0], decode_batch(batches[0])
 
 
-def _native_available() -> bool:
-    try:
-        import dpi.capture.native  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-READERS = [
-    "dpkt",
-    pytest.param(
-        "native",
-        marks=pytest.mark.skipif(not _native_available(), reason="dpi.capture.native not importable yet"),
-    ),
-]
+READERS = ["dpkt", "native"]
 
 
 @pytest.mark.needs_shared
@@ -730,8 +716,6 @@ def test_real_jumbogram_and_tso(reader):
 def test_real_truncations_are_told_apart_with_wire_lengths():
     """The native reader knows each record's wire length: a snap-length cut is
     CAPTURE_TRUNCATED (tshark: frame.len > frame.cap_len), a header cut is an error."""
-    if not _native_available():
-        pytest.skip("dpi.capture.native not importable yet")
     expect = {
         "zeek/trunc-icmp-payload.pcap": [S.CAPTURE_TRUNCATED] * 4,
         "zeek/trunc-ip4.pcap": [S.IPV4_TRUNCATED],

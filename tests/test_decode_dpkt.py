@@ -19,7 +19,6 @@ import struct
 import subprocess
 from collections import Counter
 from functools import cache
-from pathlib import Path
 
 import dpkt
 import numpy as np
@@ -28,8 +27,9 @@ import pytest
 from dpi.capture import open_capture
 from dpi.capture.reference import ScapyReader
 from dpi.decode import Status, decode_batch, is_error, status_name
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PCAPS = DATA / "pcaps"
 ALL_CAPTURES = (
     sorted(str(p.relative_to(PCAPS)) for p in PCAPS.rglob("*") if p.suffix in (".pcap", ".pcapng"))
@@ -38,21 +38,7 @@ ALL_CAPTURES = (
 )
 
 
-def _native_available() -> bool:
-    try:
-        import dpi.capture.native  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-READERS = [
-    "dpkt",
-    pytest.param(
-        "native",
-        marks=pytest.mark.skipif(not _native_available(), reason="dpi.capture.native is not importable yet"),
-    ),
-]
+READERS = ["dpkt", "native"]
 
 ALL = None  # every packet of the file
 

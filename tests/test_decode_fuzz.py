@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.conftest import SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[1]
-PCAPS = REPO.parent / "shared" / "data" / "pcaps"
+PCAPS = SHARED_DATA / "pcaps"
 SEED = 20240611
 LINKTYPES = np.array([0, 1, 1, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 0x30000001], dtype=np.int64)
 OFFSET_COLUMNS = ("l3_offset", "l4_offset", "payload_offset")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from dpi.rules import load_rules
+from tests.conftest import SHARED_DATA
 
-RULES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rules"
+RULES_DIR = SHARED_DATA / "rules"
 ET_OPEN = RULES_DIR / "et-open.rules"
 
 pytestmark = pytest.mark.needs_shared
