@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ from hypothesis import strategies as st
 
 from dpi.match import NumbaDatabase, compile_patterns
 from dpi.match.corpus import load_contents
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 HAVE_PYAHOCORASICK = importlib.util.find_spec("ahocorasick") is not None
 HAVE_HYPERSCAN = importlib.util.find_spec("hyperscan") is not None
 PEERS = [
