@@ -14,7 +14,7 @@ import numpy as np
 
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, open_capture
 from dpi.decode import decode_batch
-from dpi.decode.status import count_by_status
+from dpi.decode.status import Status, count_by_status
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
 from dpi.flow.table import TRACKABLE, FlowTable, track_flows
@@ -82,7 +82,8 @@ class Scanner:
             res.last_ts = hi if res.last_ts is None else max(res.last_ts, hi)
         self._status_counts += np.bincount(decoded.status, minlength=256)
         trackable = TRACKABLE[decoded.status]
-        fragment = trackable & (decoded.is_fragment != 0)
+        # fragments wait for defragmentation (next stage to come); counted, not tracked
+        fragment = (decoded.status == Status.FRAGMENT) | (trackable & (decoded.is_fragment != 0))
         eligible = trackable & ~fragment
         self._not_tracked["fragment_awaiting_defrag"] += int(fragment.sum())
         flow, direction, established = track_flows(self.flows, eligible, batch, decoded)

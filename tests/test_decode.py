@@ -726,3 +726,26 @@ def test_real_truncations_are_told_apart_with_wire_lengths():
     for name, statuses in expect.items():
         _, d = _decode_file(name, "native")
         assert d.status.tolist() == statuses, name
+
+
+def test_pppoe_session_carries_ip():
+    from scapy.layers.ppp import PPP, PPPoE
+
+    frames = [
+        Ether()
+        / PPPoE(sessionid=7)
+        / PPP(proto=0x0021)
+        / IP(src="10.1.1.1", dst="10.2.2.2")
+        / TCP(sport=1, dport=2),
+        Ether() / PPPoE(sessionid=7) / PPP(proto=0x0057) / IPv6() / UDP(sport=3, dport=4) / b"x",
+        Ether() / PPPoE(sessionid=7) / PPP(proto=0xC021) / bytes(10),  # LCP
+    ]
+    batch = make_batch(frames)
+    d = decode_batch(batch)
+    assert d.status.tolist() == [S.OK, S.OK, S.NOT_IP]
+    assert d.ip_version.tolist() == [4, 6, 0]
+    assert within_frame(d, batch, "l3_offset")[:2] == [22, 22]
+    assert d.sport.tolist()[:2] == [1, 3]
+    for cut in range(14, 22):
+        short = decode(frames[0], caplen=cut)
+        assert short.status[0] == S.PPPOE_TRUNCATED, cut

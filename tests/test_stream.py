@@ -160,3 +160,52 @@ def test_udp_packets_are_their_own_chunks(tmp_path):
     ]
     streams, _, _ = reassemble(write_pcap(tmp_path / "a.pcap", pkts))
     assert streams[(0, 0)] == b"q0q1q2"
+
+
+def test_port_reuse_starts_a_new_stream(tmp_path):
+    """A second connection on the same tuple with a new ISN is reassembled on its own."""
+    first = tcp_session([b"first connection"], isn_client=1000, isn_server=5000)
+    second = tcp_session([b"second one"], isn_client=900_000, isn_server=70_000, t0=1_300_000_100.0)
+    streams, r, _ = reassemble(write_pcap(tmp_path / "a.pcap", first + second))
+    assert streams[(0, 0)] == b"first connection" + b"second one"
+    assert r.stats()["port_reuse"] == 2  # the new SYN and the new SYN/ACK
+    assert r.stats()["gaps"] == 0
+
+
+def test_retransmitted_syn_is_not_reuse(tmp_path):
+    pkts = tcp_session([b"hello"])
+    pkts.insert(1, pkts[0].copy())
+    streams, r, _ = reassemble(write_pcap(tmp_path / "a.pcap", pkts))
+    assert streams[(0, 0)] == b"hello"
+    assert r.stats()["port_reuse"] == 0
+
+
+def test_acknowledged_hole_is_skipped_at_the_ack(tmp_path):
+    """When the receiver ACKs past a hole, the capture lost those bytes: skip it then,
+    not at the end of the capture."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    segs = [b"A" * 10, b"B" * 10, b"C" * 10]
+    pkts = tcp_session(segs, order=[0, 2])
+    ack = (
+        Ether()
+        / IP(src="10.0.0.2", dst="10.0.0.1")
+        / TCP(sport=80, dport=40000, flags="A", seq=5001, ack=1031)
+    )
+    ack.time = pkts[-1].time - 0.0005
+    pkts.insert(len(pkts) - 1, ack)  # before the client's FIN
+    path = write_pcap(tmp_path / "a.pcap", pkts)
+    flows = FlowTable()
+    r = TcpReassembler()
+    batch = next(open_capture(str(path)).batches())
+    dec = decode_batch(batch)
+    eligible = TRACKABLE[dec.status] & (dec.is_fragment == 0)
+    flow, direction, _ = track_flows(flows, eligible, batch, dec)
+    r.reserve(flows.capacity)
+    chunks = r.process(batch.buffer, eligible, dec, batch.ts_ns, batch.number, flow, direction)
+    released = [i for i in range(len(chunks)) if chunks.packet[i] == len(pkts) - 2]
+    assert len(released) == 1 and chunks.length[released[0]] == 10  # segment C, released by the ACK
+    assert chunks.direction[released[0]] == 0
+    assert r.stats()["gaps"] == 1 and r.stats()["gap_bytes"] == 10
+    assert r.held_bytes == 0

@@ -35,6 +35,9 @@ ETHERTYPE_QINQ_9100 = 0x9100  # pre-802.1ad vendor QinQ
 ETHERTYPE_QINQ_9200 = 0x9200
 ETHERTYPE_MPLS = 0x8847
 ETHERTYPE_MPLS_MULTICAST = 0x8848
+ETHERTYPE_PPPOE_SESSION = 0x8864
+PPP_IPV4 = 0x0021
+PPP_IPV6 = 0x0057
 
 # Loopback address families: AF_INET is 2 everywhere; AF_INET6 differs by OS
 # (24 NetBSD/OpenBSD, 28 FreeBSD/DragonFly, 30 macOS).
@@ -134,6 +137,23 @@ def decode_ethertype(buf, p, end, ethertype):
         return Status.OK, p, 6, vlan, vlan_outer
     if ethertype == ETHERTYPE_MPLS or ethertype == ETHERTYPE_MPLS_MULTICAST:
         return decode_mpls(buf, p, end, vlan, vlan_outer)
+    if ethertype == ETHERTYPE_PPPOE_SESSION:
+        return decode_pppoe_session(buf, p, end, vlan, vlan_outer)
+    return Status.NOT_IP, -1, 0, vlan, vlan_outer
+
+
+@njit(cache=True, inline="always")
+def decode_pppoe_session(buf, p, end, vlan, vlan_outer):
+    """PPPoE session header (6 bytes) and the PPP protocol field (2 bytes; PPPoE forbids
+    protocol-field compression), then IPv4 or IPv6; other PPP protocols (LCP, IPCP, ...)
+    carry no IP."""
+    if end - p < 8:
+        return Status.PPPOE_TRUNCATED, -1, 0, vlan, vlan_outer
+    ppp_protocol = be16(buf, p + 6)
+    if ppp_protocol == PPP_IPV4:
+        return Status.OK, p + 8, 4, vlan, vlan_outer
+    if ppp_protocol == PPP_IPV6:
+        return Status.OK, p + 8, 6, vlan, vlan_outer
     return Status.NOT_IP, -1, 0, vlan, vlan_outer
 
 

@@ -63,6 +63,7 @@ class Status(IntEnum):
     LOOPBACK_TRUNCATED = 40
     IP_TRUNCATED = 41  # raw IP link type with an empty frame
     IP_BAD_VERSION = 42  # raw IP link type whose version nibble is neither 4 nor 6
+    PPPOE_TRUNCATED = 43  # PPPoE session header or PPP protocol field cut short
 
     # errors: IPv4
     IPV4_TRUNCATED = 48  # fewer than 20 header bytes

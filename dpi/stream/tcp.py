@@ -6,8 +6,9 @@ order, when the hole fills; bytes already delivered (retransmissions, overlaps) 
 delivered twice — the first copy wins, which is the 'first' overlap policy. Other overlap
 policies, reassembly depth and timeouts come later and slot into ``_deliver``/``_hold``.
 
-A stream that cannot make progress (its held data exceeds the per-stream bound, or the
-capture ends) skips the hole: the gap is counted, and the stream continues in a fresh
+A stream that cannot make progress skips the hole — when the peer acknowledges the missing
+bytes (they reached it; our capture lost them), when its held data exceeds the per-stream
+bound, or when the capture ends. The gap is counted, and the stream continues in a fresh
 matcher-state slot, so no pattern is ever reported across missing bytes.
 """
 
@@ -22,6 +23,7 @@ from dpi.stream.chunks import SRC_CAPTURE, SRC_SIDE, ChunkTable
 
 TCP = 6
 TH_SYN = 0x02
+TH_ACK = 0x10
 
 # counters (index into TcpReassembler.counters)
 CNT_SEGMENTS = 0  # TCP segments with payload seen
@@ -33,7 +35,9 @@ CNT_GAP_BYTES = 5  # sequence space skipped over holes
 CNT_ARENA_DROPPED = 6  # segments dropped because the arena or segment pool was full
 CNT_ARENA_DROPPED_BYTES = 7
 CNT_COMPACTIONS = 8
-N_COUNTERS = 9
+CNT_REUSE = 9  # a SYN started a new connection on a tuple already in use
+CNT_REUSE_DISCARDED_BYTES = 10  # bytes the old connection still held behind a hole
+N_COUNTERS = 11
 
 COUNTER_NAMES = (
     "segments",
@@ -45,6 +49,8 @@ COUNTER_NAMES = (
     "memcap_dropped_segments",
     "memcap_dropped_bytes",
     "arena_compactions",
+    "port_reuse",
+    "port_reuse_discarded_bytes",
 )
 
 
@@ -215,12 +221,28 @@ def _skip_hole(f, d, head, next_seq, stream_off, seg_seq, slot, next_slot, count
 
 
 @nb.njit(cache=True)
+def _drop_held(f, d, head, held, seg_next, seg_live, free_head):
+    """Free every segment (f, d) holds; returns the new free-list head."""
+    s = head[f, d]
+    while s >= 0:
+        nxt = seg_next[s]
+        seg_live[s] = 0
+        seg_next[s] = free_head
+        free_head = s
+        s = nxt
+    head[f, d] = -1
+    held[f, d] = 0
+    return free_head
+
+
+@nb.njit(cache=True)
 def build_chunks(
     buf,
     eligible,
     proto,
     tcp_flags,
     tcp_seq,
+    tcp_ack,
     payload_offset,
     payload_len,
     ts_ns,
@@ -229,6 +251,7 @@ def build_chunks(
     direction,
     # per flow-direction state, shape (flows, 2)
     inited,
+    isn,
     next_seq,
     stream_off,
     held,
@@ -303,13 +326,63 @@ def build_chunks(
         d = direction[i]
         flags = tcp_flags[i]
         seq = np.int64(tcp_seq[i])
+        od = 1 - d
+        if (
+            (flags & TH_ACK)
+            and head[f, od] >= 0
+            and _seq_diff(np.int64(tcp_ack[i]), seg_seq[head[f, od]]) >= 0
+        ):
+            # the receiver acknowledged data we never saw: the hole will not fill, skip it
+            next_slot = _skip_hole(f, od, head, next_seq, stream_off, seg_seq, slot, next_slot, counters)
+            nc, side_top, free_head = _release(
+                f,
+                od,
+                head,
+                next_seq,
+                stream_off,
+                held,
+                seg_next,
+                seg_seq,
+                seg_len,
+                seg_arena,
+                seg_live,
+                free_head,
+                arena,
+                side,
+                side_top,
+                slot,
+                c_src,
+                c_off,
+                c_len,
+                c_stream,
+                c_pos,
+                c_flow,
+                c_dir,
+                c_pkt,
+                c_ts,
+                c_num,
+                nc,
+                i,
+                ts_ns[i],
+                number[i],
+                counters,
+            )
         data_seq = seq
         if flags & TH_SYN:
             data_seq = (seq + 1) & np.int64(0xFFFFFFFF)
+        if (flags & TH_SYN) and inited[f, d]:
+            known = isn[f, d] >= 0
+            if (known and seq != isn[f, d]) or (not known and _seq_diff(data_seq, next_seq[f, d]) > 0):
+                # a new connection on a tuple in use (port reuse): this direction starts afresh
+                counters[CNT_REUSE] += 1
+                counters[CNT_REUSE_DISCARDED_BYTES] += held[f, d]
+                free_head = _drop_held(f, d, head, held, seg_next, seg_live, free_head)
+                inited[f, d] = 0
         if not inited[f, d]:
             if (flags & TH_SYN) == 0 and plen == 0:
                 continue  # a bare ACK says nothing certain about where the data starts
             inited[f, d] = 1
+            isn[f, d] = seq if (flags & TH_SYN) else -1
             next_seq[f, d] = data_seq
             slot[f, d] = next_slot
             next_slot += 1
@@ -550,6 +623,7 @@ class TcpReassembler:
         self.config = config or StreamConfig()
         cfg = self.config
         self.inited = np.zeros((0, 2), dtype=np.uint8)
+        self.isn = np.full((0, 2), -1, dtype=np.int64)  # the SYN's sequence number; -1: picked up midstream
         self.next_seq = np.zeros((0, 2), dtype=np.int64)
         self.stream_off = np.zeros((0, 2), dtype=np.int64)
         self.held = np.zeros((0, 2), dtype=np.int64)
@@ -590,6 +664,7 @@ class TcpReassembler:
             return g
 
         self.inited = grow(self.inited, 0)
+        self.isn = grow(self.isn, -1)
         self.next_seq = grow(self.next_seq, 0)
         self.stream_off = grow(self.stream_off, 0)
         self.held = grow(self.held, 0)
@@ -614,6 +689,7 @@ class TcpReassembler:
             decoded.proto,
             decoded.tcp_flags,
             decoded.tcp_seq,
+            decoded.tcp_ack,
             decoded.payload_offset,
             decoded.payload_len,
             ts_ns,
@@ -621,6 +697,7 @@ class TcpReassembler:
             flow,
             direction,
             self.inited,
+            self.isn,
             self.next_seq,
             self.stream_off,
             self.held,
