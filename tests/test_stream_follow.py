@@ -53,14 +53,21 @@ def _endpoint(text: str) -> tuple[str, int]:
 
 def tshark_streams(path) -> dict[tuple, bytes]:
     """{(src, dst): bytes} for every TCP connection, from tshark's follow,tcp,raw."""
-    ids = subprocess.run(
-        ["tshark", "-r", str(path), "-Y", "tcp", "-T", "fields", "-e", "tcp.stream"],
+    rows = subprocess.run(
+        ["tshark", "-r", str(path), "-Y", "tcp", "-T", "fields", "-e", "tcp.stream", "-e", "frame.protocols"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()
+    ).stdout.splitlines()
+    # connections inside a tunnel (IP in UDP/L2TP, GRE, ...) are not decoded in this stage;
+    # an ICMP error quoting a TCP header also nests IP, but is not a tunnel
+    tunneled = set()
+    for row in rows:
+        sid, layers = row.split()[0], row.split()[1].split(":")
+        if layers.count("ip") + layers.count("ipv6") > 1 and "icmp" not in layers and "icmpv6" not in layers:
+            tunneled.add(int(sid))
     args = []
-    for sid in sorted({int(x) for x in ids}):
+    for sid in sorted({int(r.split()[0]) for r in rows} - tunneled):
         args += ["-z", f"follow,tcp,raw,{sid}"]
     out = subprocess.run(
         ["tshark", "-r", str(path), "-q", *args], capture_output=True, text=True, check=True
