@@ -14,6 +14,7 @@ matcher-state slot, so no pattern is ever reported across missing bytes.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numba as nb
@@ -61,6 +62,24 @@ class StreamConfig:
     max_held_per_stream: int = 1 << 20  # bytes held for one direction before the hole is skipped
 
 
+# Per flow-direction state, each array of shape (flows, 2).
+StreamState = namedtuple("StreamState", "inited isn next_seq stream_off held head slot")
+# The held-segment pool (a free list threaded through ``next``) and the arena its bytes live in.
+SegmentPool = namedtuple("SegmentPool", "next seq length arena_off live ts number arena scratch")
+# The chunk columns being filled (see ChunkTable), ``side`` being the side buffer.
+ChunkColumns = namedtuple(
+    "ChunkColumns", "src offset length stream stream_pos flow direction packet ts_ns number side"
+)
+
+# Scalars the kernels advance, kept in one small int64 array so helpers can update them.
+CUR_CHUNKS = 0  # chunks written
+CUR_SIDE = 1  # side-buffer bytes written
+CUR_NEXT_SLOT = 2  # next free matcher-state slot
+CUR_FREE = 3  # head of the segment free list
+CUR_ARENA_TOP = 4  # first free arena byte
+N_CURSOR = 5
+
+
 @nb.njit(cache=True, inline="always")
 def _seq_diff(a, b):
     """a - b in sequence space, as a signed 32-bit distance (handles wrap-around)."""
@@ -70,169 +89,135 @@ def _seq_diff(a, b):
     return d
 
 
-@nb.njit(cache=True)
-def _emit(
-    c_src,
-    c_off,
-    c_len,
-    c_stream,
-    c_pos,
-    c_flow,
-    c_dir,
-    c_pkt,
-    c_ts,
-    c_num,
-    nc,
-    src,
-    off,
-    length,
-    stream,
-    pos,
-    f,
-    d,
-    pkt,
-    ts,
-    num,
-):
-    c_src[nc] = src
-    c_off[nc] = off
-    c_len[nc] = length
-    c_stream[nc] = stream
-    c_pos[nc] = pos
-    c_flow[nc] = f
-    c_dir[nc] = d
-    c_pkt[nc] = pkt
-    c_ts[nc] = ts
-    c_num[nc] = num
-    return nc + 1
+@nb.njit(cache=True, inline="always")
+def _emit(out, cur, src, off, length, stream, pos, f, d, pkt, ts, num):
+    k = cur[CUR_CHUNKS]
+    out.src[k] = src
+    out.offset[k] = off
+    out.length[k] = length
+    out.stream[k] = stream
+    out.stream_pos[k] = pos
+    out.flow[k] = f
+    out.direction[k] = d
+    out.packet[k] = pkt
+    out.ts_ns[k] = ts
+    out.number[k] = num
+    cur[CUR_CHUNKS] = k + 1
 
 
 @nb.njit(cache=True)
-def _compact(arena, seg_arena, seg_len, seg_live, n_seg_slots, scratch):
+def _compact(pool):
     """Move every live held segment to the front of the arena; returns the new top."""
     top = 0
-    for s in range(n_seg_slots):
-        if seg_live[s]:
-            ln = seg_len[s]
-            scratch[top : top + ln] = arena[seg_arena[s] : seg_arena[s] + ln]
-            seg_arena[s] = top
+    for s in range(pool.live.shape[0]):
+        if pool.live[s]:
+            ln = pool.length[s]
+            pool.scratch[top : top + ln] = pool.arena[pool.arena_off[s] : pool.arena_off[s] + ln]
+            pool.arena_off[s] = top
             top += ln
-    arena[:top] = scratch[:top]
+    pool.arena[:top] = pool.scratch[:top]
     return top
 
 
+@nb.njit(cache=True, inline="always")
+def _free_segment(pool, cur, s):
+    pool.live[s] = 0
+    pool.next[s] = cur[CUR_FREE]
+    cur[CUR_FREE] = s
+
+
 @nb.njit(cache=True)
-def _release(
-    f,
-    d,
-    head,
-    next_seq,
-    stream_off,
-    held,
-    seg_next,
-    seg_seq,
-    seg_len,
-    seg_arena,
-    seg_live,
-    free_head,
-    arena,
-    side,
-    side_top,
-    slot,
-    c_src,
-    c_off,
-    c_len,
-    c_stream,
-    c_pos,
-    c_flow,
-    c_dir,
-    c_pkt,
-    c_ts,
-    c_num,
-    nc,
-    pkt,
-    ts,
-    num,
-    counters,
-):
-    """Deliver held segments that are now contiguous with next_seq[f, d].
-    Returns (nc, side_top, free_head)."""
-    s = head[f, d]
+def _release(st, pool, out, cur, f, d, pkt, ts, num, counters):
+    """Deliver the held segments of (f, d) that are now contiguous with its next_seq."""
+    s = st.head[f, d]
     while s >= 0:
-        rel = _seq_diff(seg_seq[s], next_seq[f, d])
+        rel = _seq_diff(pool.seq[s], st.next_seq[f, d])
         if rel > 0:
             break
-        ln = seg_len[s]
-        nxt = seg_next[s]
+        ln = pool.length[s]
+        nxt = pool.next[s]
         if rel + ln > 0:
             skip = -rel
             take = ln - skip
-            a0 = seg_arena[s] + skip
-            side[side_top : side_top + take] = arena[a0 : a0 + take]
-            nc = _emit(
-                c_src,
-                c_off,
-                c_len,
-                c_stream,
-                c_pos,
-                c_flow,
-                c_dir,
-                c_pkt,
-                c_ts,
-                c_num,
-                nc,
-                SRC_SIDE,
-                side_top,
-                take,
-                slot[f, d],
-                stream_off[f, d],
-                f,
-                d,
-                pkt,
-                ts,
-                num,
-            )
-            side_top += take
-            stream_off[f, d] += take
-            next_seq[f, d] = (np.int64(next_seq[f, d]) + take) & np.int64(0xFFFFFFFF)
+            a0 = pool.arena_off[s] + skip
+            side_top = cur[CUR_SIDE]
+            out.side[side_top : side_top + take] = pool.arena[a0 : a0 + take]
+            _emit(out, cur, SRC_SIDE, side_top, take, st.slot[f, d], st.stream_off[f, d], f, d, pkt, ts, num)
+            cur[CUR_SIDE] = side_top + take
+            st.stream_off[f, d] += take
+            st.next_seq[f, d] = (st.next_seq[f, d] + take) & np.int64(0xFFFFFFFF)
             counters[CNT_RETRANS_BYTES] += skip
         else:
             counters[CNT_RETRANS_BYTES] += ln
-        held[f, d] -= ln
-        seg_live[s] = 0
-        seg_next[s] = free_head
-        free_head = s
+        st.held[f, d] -= ln
+        _free_segment(pool, cur, s)
         s = nxt
-    head[f, d] = s
-    return nc, side_top, free_head
+    st.head[f, d] = s
 
 
 @nb.njit(cache=True)
-def _skip_hole(f, d, head, next_seq, stream_off, seg_seq, slot, next_slot, counters):
-    """Jump next_seq over the hole before the first held segment; new matcher slot."""
-    s = head[f, d]
-    gap = _seq_diff(seg_seq[s], next_seq[f, d])
-    counters[CNT_GAPS] += 1
-    counters[CNT_GAP_BYTES] += gap
-    stream_off[f, d] += gap
-    next_seq[f, d] = seg_seq[s]
-    slot[f, d] = next_slot
-    return next_slot + 1
+def _skip_hole_and_release(st, pool, out, cur, f, d, pkt, ts, num, counters):
+    """Give up on the hole before the first held segment of (f, d): count the gap, move
+    next_seq past it into a fresh matcher slot (nothing matches across a hole), deliver."""
+    s = st.head[f, d]
+    gap = _seq_diff(pool.seq[s], st.next_seq[f, d])
+    if gap > 0:
+        counters[CNT_GAPS] += 1
+        counters[CNT_GAP_BYTES] += gap
+        st.stream_off[f, d] += gap
+        st.next_seq[f, d] = pool.seq[s]
+        st.slot[f, d] = cur[CUR_NEXT_SLOT]
+        cur[CUR_NEXT_SLOT] += 1
+    _release(st, pool, out, cur, f, d, pkt, ts, num, counters)
 
 
 @nb.njit(cache=True)
-def _drop_held(f, d, head, held, seg_next, seg_live, free_head):
-    """Free every segment (f, d) holds; returns the new free-list head."""
-    s = head[f, d]
+def _drop_held(st, pool, cur, f, d):
+    """Free every segment (f, d) holds."""
+    s = st.head[f, d]
     while s >= 0:
-        nxt = seg_next[s]
-        seg_live[s] = 0
-        seg_next[s] = free_head
-        free_head = s
+        nxt = pool.next[s]
+        _free_segment(pool, cur, s)
         s = nxt
-    head[f, d] = -1
-    held[f, d] = 0
-    return free_head
+    st.head[f, d] = -1
+    st.held[f, d] = 0
+
+
+@nb.njit(cache=True)
+def _hold(st, pool, cur, buf, f, d, data_seq, po, plen, ts, num, counters):
+    """Copy an out-of-order segment into the arena, in sequence order; False when full."""
+    arena = pool.arena
+    if cur[CUR_FREE] < 0 or plen > arena.shape[0]:
+        return False
+    if cur[CUR_ARENA_TOP] + plen > arena.shape[0]:
+        cur[CUR_ARENA_TOP] = _compact(pool)
+        counters[CNT_COMPACTIONS] += 1
+        if cur[CUR_ARENA_TOP] + plen > arena.shape[0]:
+            return False
+    s = cur[CUR_FREE]
+    cur[CUR_FREE] = pool.next[s]
+    top = cur[CUR_ARENA_TOP]
+    arena[top : top + plen] = buf[po : po + plen]
+    cur[CUR_ARENA_TOP] = top + plen
+    pool.arena_off[s] = top
+    pool.seq[s] = data_seq
+    pool.length[s] = plen
+    pool.live[s] = 1
+    pool.ts[s] = ts
+    pool.number[s] = num
+    st.held[f, d] += plen
+    # insert sorted by sequence number (a stream rarely holds many segments)
+    prev = -1
+    node = st.head[f, d]
+    while node >= 0 and _seq_diff(pool.seq[node], data_seq) <= 0:
+        prev = node
+        node = pool.next[node]
+    pool.next[s] = node
+    if prev < 0:
+        st.head[f, d] = s
+    else:
+        pool.next[prev] = s
+    return True
 
 
 @nb.njit(cache=True)
@@ -249,189 +234,59 @@ def build_chunks(
     number,
     flow,
     direction,
-    # per flow-direction state, shape (flows, 2)
-    inited,
-    isn,
-    next_seq,
-    stream_off,
-    held,
-    head,
-    slot,
-    next_slot,
-    # held-segment pool and arena
-    seg_next,
-    seg_seq,
-    seg_len,
-    seg_arena,
-    seg_live,
-    seg_ts,
-    seg_num,
-    free_head,
-    arena,
-    arena_top,
-    scratch,
+    st,
+    pool,
+    out,
+    cur,
     max_held_per_stream,
     counters,
-    # outputs
-    c_src,
-    c_off,
-    c_len,
-    c_stream,
-    c_pos,
-    c_flow,
-    c_dir,
-    c_pkt,
-    c_ts,
-    c_num,
-    side,
 ):
-    """One pass over a batch: every eligible packet's payload becomes zero or more chunks.
-    Returns (n_chunks, side_used, next_slot, free_head, arena_top)."""
-    nc = 0
-    side_top = 0
-    n = eligible.shape[0]
-    for i in range(n):
-        if not eligible[i]:
-            continue
+    """One pass over a batch: every eligible packet's payload becomes zero or more chunks."""
+    for i in range(eligible.shape[0]):
         f = flow[i]
-        if f < 0:
+        if not eligible[i] or f < 0:
             continue
         plen = payload_len[i]
+        ts = ts_ns[i]
+        num = number[i]
         if proto[i] != TCP:
-            if plen > 0:
-                nc = _emit(
-                    c_src,
-                    c_off,
-                    c_len,
-                    c_stream,
-                    c_pos,
-                    c_flow,
-                    c_dir,
-                    c_pkt,
-                    c_ts,
-                    c_num,
-                    nc,
-                    SRC_CAPTURE,
-                    payload_offset[i],
-                    plen,
-                    -1,
-                    0,
-                    f,
-                    direction[i],
-                    i,
-                    ts_ns[i],
-                    number[i],
-                )
+            if plen > 0:  # a datagram is its own stream, scanned from a fresh state
+                _emit(out, cur, SRC_CAPTURE, payload_offset[i], plen, -1, 0, f, direction[i], i, ts, num)
             continue
         d = direction[i]
         flags = tcp_flags[i]
         seq = np.int64(tcp_seq[i])
         od = 1 - d
-        if (
-            (flags & TH_ACK)
-            and head[f, od] >= 0
-            and _seq_diff(np.int64(tcp_ack[i]), seg_seq[head[f, od]]) >= 0
-        ):
+        if (flags & TH_ACK) and st.head[f, od] >= 0 and _seq_diff(tcp_ack[i], pool.seq[st.head[f, od]]) >= 0:
             # the receiver acknowledged data we never saw: the hole will not fill, skip it
-            next_slot = _skip_hole(f, od, head, next_seq, stream_off, seg_seq, slot, next_slot, counters)
-            nc, side_top, free_head = _release(
-                f,
-                od,
-                head,
-                next_seq,
-                stream_off,
-                held,
-                seg_next,
-                seg_seq,
-                seg_len,
-                seg_arena,
-                seg_live,
-                free_head,
-                arena,
-                side,
-                side_top,
-                slot,
-                c_src,
-                c_off,
-                c_len,
-                c_stream,
-                c_pos,
-                c_flow,
-                c_dir,
-                c_pkt,
-                c_ts,
-                c_num,
-                nc,
-                i,
-                ts_ns[i],
-                number[i],
-                counters,
-            )
-        data_seq = seq
-        if flags & TH_SYN:
-            data_seq = (seq + 1) & np.int64(0xFFFFFFFF)
-        if (flags & TH_SYN) and inited[f, d]:
-            known = isn[f, d] >= 0
-            if (known and seq != isn[f, d]) or (not known and _seq_diff(data_seq, next_seq[f, d]) > 0):
+            _skip_hole_and_release(st, pool, out, cur, f, od, i, ts, num, counters)
+        data_seq = (seq + 1) & np.int64(0xFFFFFFFF) if flags & TH_SYN else seq
+        if (flags & TH_SYN) and st.inited[f, d]:
+            known = st.isn[f, d] >= 0
+            if (known and seq != st.isn[f, d]) or (not known and _seq_diff(data_seq, st.next_seq[f, d]) > 0):
                 # a new connection on a tuple in use (port reuse): this direction starts afresh
                 counters[CNT_REUSE] += 1
-                counters[CNT_REUSE_DISCARDED_BYTES] += held[f, d]
-                free_head = _drop_held(f, d, head, held, seg_next, seg_live, free_head)
-                inited[f, d] = 0
-        if not inited[f, d]:
+                counters[CNT_REUSE_DISCARDED_BYTES] += st.held[f, d]
+                _drop_held(st, pool, cur, f, d)
+                st.inited[f, d] = 0
+        if not st.inited[f, d]:
             if (flags & TH_SYN) == 0 and plen == 0:
                 continue  # a bare ACK says nothing certain about where the data starts
-            inited[f, d] = 1
-            isn[f, d] = seq if (flags & TH_SYN) else -1
-            next_seq[f, d] = data_seq
-            slot[f, d] = next_slot
-            next_slot += 1
+            st.inited[f, d] = 1
+            st.isn[f, d] = seq if (flags & TH_SYN) else -1
+            st.next_seq[f, d] = data_seq
+            st.slot[f, d] = cur[CUR_NEXT_SLOT]
+            cur[CUR_NEXT_SLOT] += 1
         if plen <= 0:
             continue
         counters[CNT_SEGMENTS] += 1
-        # a retransmitted SYN or a SYN after midstream pickup carries nothing new
-        rel = _seq_diff(data_seq, next_seq[f, d])
-        if rel + plen <= 0:
-            counters[CNT_RETRANS_BYTES] += plen
-            continue
-        while rel > 0 and held[f, d] + plen > max_held_per_stream and head[f, d] >= 0:
+        rel = _seq_diff(data_seq, st.next_seq[f, d])
+        while rel > 0 and st.held[f, d] + plen > max_held_per_stream and st.head[f, d] >= 0:
             # too much waiting on one hole: give up on it
-            next_slot = _skip_hole(f, d, head, next_seq, stream_off, seg_seq, slot, next_slot, counters)
-            nc, side_top, free_head = _release(
-                f,
-                d,
-                head,
-                next_seq,
-                stream_off,
-                held,
-                seg_next,
-                seg_seq,
-                seg_len,
-                seg_arena,
-                seg_live,
-                free_head,
-                arena,
-                side,
-                side_top,
-                slot,
-                c_src,
-                c_off,
-                c_len,
-                c_stream,
-                c_pos,
-                c_flow,
-                c_dir,
-                c_pkt,
-                c_ts,
-                c_num,
-                nc,
-                i,
-                ts_ns[i],
-                number[i],
-                counters,
-            )
-            rel = _seq_diff(data_seq, next_seq[f, d])
+            _skip_hole_and_release(st, pool, out, cur, f, d, i, ts, num, counters)
+            rel = _seq_diff(data_seq, st.next_seq[f, d])
         if rel + plen <= 0:
+            # everything already delivered: a retransmission (or a SYN after midstream pickup)
             counters[CNT_RETRANS_BYTES] += plen
             continue
         if rel <= 0:
@@ -439,181 +294,41 @@ def build_chunks(
             take = plen - skip
             counters[CNT_RETRANS_BYTES] += skip
             counters[CNT_IN_ORDER] += 1
-            nc = _emit(
-                c_src,
-                c_off,
-                c_len,
-                c_stream,
-                c_pos,
-                c_flow,
-                c_dir,
-                c_pkt,
-                c_ts,
-                c_num,
-                nc,
+            _emit(
+                out,
+                cur,
                 SRC_CAPTURE,
                 payload_offset[i] + skip,
                 take,
-                slot[f, d],
-                stream_off[f, d],
+                st.slot[f, d],
+                st.stream_off[f, d],
                 f,
                 d,
                 i,
-                ts_ns[i],
-                number[i],
+                ts,
+                num,
             )
-            stream_off[f, d] += take
-            next_seq[f, d] = (next_seq[f, d] + take) & np.int64(0xFFFFFFFF)
-            if head[f, d] >= 0:
-                nc, side_top, free_head = _release(
-                    f,
-                    d,
-                    head,
-                    next_seq,
-                    stream_off,
-                    held,
-                    seg_next,
-                    seg_seq,
-                    seg_len,
-                    seg_arena,
-                    seg_live,
-                    free_head,
-                    arena,
-                    side,
-                    side_top,
-                    slot,
-                    c_src,
-                    c_off,
-                    c_len,
-                    c_stream,
-                    c_pos,
-                    c_flow,
-                    c_dir,
-                    c_pkt,
-                    c_ts,
-                    c_num,
-                    nc,
-                    i,
-                    ts_ns[i],
-                    number[i],
-                    counters,
-                )
+            st.stream_off[f, d] += take
+            st.next_seq[f, d] = (st.next_seq[f, d] + take) & np.int64(0xFFFFFFFF)
+            if st.head[f, d] >= 0:
+                _release(st, pool, out, cur, f, d, i, ts, num, counters)
             continue
-        # ahead of a hole: hold a copy in the arena, ordered by sequence number
-        if free_head < 0 or plen > arena.shape[0]:
+        # ahead of a hole: hold a copy in the arena
+        if _hold(st, pool, cur, buf, f, d, data_seq, payload_offset[i], plen, ts, num, counters):
+            counters[CNT_OOO_HELD] += 1
+        else:
             counters[CNT_ARENA_DROPPED] += 1
             counters[CNT_ARENA_DROPPED_BYTES] += plen
-            continue
-        if arena_top + plen > arena.shape[0]:
-            arena_top = _compact(arena, seg_arena, seg_len, seg_live, seg_live.shape[0], scratch)
-            counters[CNT_COMPACTIONS] += 1
-            if arena_top + plen > arena.shape[0]:
-                counters[CNT_ARENA_DROPPED] += 1
-                counters[CNT_ARENA_DROPPED_BYTES] += plen
-                continue
-        s = free_head
-        free_head = seg_next[s]
-        po = payload_offset[i]
-        arena[arena_top : arena_top + plen] = buf[po : po + plen]
-        seg_arena[s] = arena_top
-        arena_top += plen
-        seg_seq[s] = data_seq
-        seg_len[s] = plen
-        seg_live[s] = 1
-        seg_ts[s] = ts_ns[i]
-        seg_num[s] = number[i]
-        held[f, d] += plen
-        counters[CNT_OOO_HELD] += 1
-        # insert sorted by sequence number (a stream rarely holds many segments)
-        prev = -1
-        cur = head[f, d]
-        while cur >= 0 and _seq_diff(seg_seq[cur], data_seq) <= 0:
-            prev = cur
-            cur = seg_next[cur]
-        seg_next[s] = cur
-        if prev < 0:
-            head[f, d] = s
-        else:
-            seg_next[prev] = s
-    return nc, side_top, next_slot, free_head, arena_top
 
 
 @nb.njit(cache=True)
-def flush_held(
-    n_flows,
-    next_seq,
-    stream_off,
-    held,
-    head,
-    slot,
-    next_slot,
-    seg_next,
-    seg_seq,
-    seg_len,
-    seg_arena,
-    seg_live,
-    seg_ts,
-    seg_num,
-    free_head,
-    arena,
-    counters,
-    c_src,
-    c_off,
-    c_len,
-    c_stream,
-    c_pos,
-    c_flow,
-    c_dir,
-    c_pkt,
-    c_ts,
-    c_num,
-    side,
-):
+def flush_held(n_flows, st, pool, out, cur, counters):
     """End of capture: deliver everything still held, skipping the holes before it."""
-    nc = 0
-    side_top = 0
     for f in range(n_flows):
         for d in range(2):
-            while head[f, d] >= 0:
-                s = head[f, d]
-                if _seq_diff(seg_seq[s], next_seq[f, d]) > 0:
-                    next_slot = _skip_hole(
-                        f, d, head, next_seq, stream_off, seg_seq, slot, next_slot, counters
-                    )
-                nc, side_top, free_head = _release(
-                    f,
-                    d,
-                    head,
-                    next_seq,
-                    stream_off,
-                    held,
-                    seg_next,
-                    seg_seq,
-                    seg_len,
-                    seg_arena,
-                    seg_live,
-                    free_head,
-                    arena,
-                    side,
-                    side_top,
-                    slot,
-                    c_src,
-                    c_off,
-                    c_len,
-                    c_stream,
-                    c_pos,
-                    c_flow,
-                    c_dir,
-                    c_pkt,
-                    c_ts,
-                    c_num,
-                    nc,
-                    -1,
-                    seg_ts[s],
-                    seg_num[s],
-                    counters,
-                )
-    return nc, side_top, next_slot, free_head
+            while st.head[f, d] >= 0:
+                s = st.head[f, d]
+                _skip_hole_and_release(st, pool, out, cur, f, d, -1, pool.ts[s], pool.number[s], counters)
 
 
 class TcpReassembler:
@@ -621,69 +336,84 @@ class TcpReassembler:
 
     def __init__(self, config: StreamConfig | None = None):
         self.config = config or StreamConfig()
-        cfg = self.config
-        self.inited = np.zeros((0, 2), dtype=np.uint8)
-        self.isn = np.full((0, 2), -1, dtype=np.int64)  # the SYN's sequence number; -1: picked up midstream
-        self.next_seq = np.zeros((0, 2), dtype=np.int64)
-        self.stream_off = np.zeros((0, 2), dtype=np.int64)
-        self.held = np.zeros((0, 2), dtype=np.int64)
-        self.head = np.full((0, 2), -1, dtype=np.int64)
-        self.slot = np.full((0, 2), -1, dtype=np.int64)
-        self.next_slot = 0
-        n = cfg.max_segments
-        self.seg_next = np.arange(1, n + 1, dtype=np.int64)
-        self.seg_next[-1] = -1
-        self.free_head = 0
-        self.seg_seq = np.zeros(n, dtype=np.int64)
-        self.seg_len = np.zeros(n, dtype=np.int64)
-        self.seg_arena = np.zeros(n, dtype=np.int64)
-        self.seg_live = np.zeros(n, dtype=np.uint8)
-        self.seg_ts = np.zeros(n, dtype=np.int64)
-        self.seg_num = np.zeros(n, dtype=np.int64)
-        self._arena = None
-        self._scratch = None
-        self.arena_top = 0
+        self.state = StreamState(
+            inited=np.zeros((0, 2), np.uint8),
+            isn=np.full((0, 2), -1, np.int64),  # the SYN's sequence number; -1: picked up midstream
+            next_seq=np.zeros((0, 2), np.int64),
+            stream_off=np.zeros((0, 2), np.int64),
+            held=np.zeros((0, 2), np.int64),
+            head=np.full((0, 2), -1, np.int64),
+            slot=np.full((0, 2), -1, np.int64),
+        )
+        n = self.config.max_segments
+        free_list = np.arange(1, n + 1, dtype=np.int64)
+        free_list[-1] = -1
+        # the arena is allocated lazily by the OS (zero pages): most captures hold nothing
+        self.pool = SegmentPool(
+            next=free_list,
+            seq=np.zeros(n, np.int64),
+            length=np.zeros(n, np.int64),
+            arena_off=np.zeros(n, np.int64),
+            live=np.zeros(n, np.uint8),
+            ts=np.zeros(n, np.int64),
+            number=np.zeros(n, np.int64),
+            arena=np.zeros(self.config.arena_bytes, np.uint8),
+            scratch=np.zeros(self.config.arena_bytes, np.uint8),
+        )
+        self.cursor = np.zeros(N_CURSOR, np.int64)  # chunk/side counts are reset per call
         self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
 
-    def _arena_arrays(self):
-        # allocated on first use: most captures never hold a segment
-        if self._arena is None:
-            self._arena = np.zeros(self.config.arena_bytes, dtype=np.uint8)
-            self._scratch = np.zeros(self.config.arena_bytes, dtype=np.uint8)
-        return self._arena, self._scratch
-
-    def reserve(self, n_flows_capacity: int) -> None:
-        have = self.inited.shape[0]
-        if n_flows_capacity <= have:
-            return
-        new = max(n_flows_capacity, have * 2)
-
-        def grow(a, fill):
-            g = np.full((new, 2), fill, dtype=a.dtype)
-            g[:have] = a
-            return g
-
-        self.inited = grow(self.inited, 0)
-        self.isn = grow(self.isn, -1)
-        self.next_seq = grow(self.next_seq, 0)
-        self.stream_off = grow(self.stream_off, 0)
-        self.held = grow(self.held, 0)
-        self.head = grow(self.head, -1)
-        self.slot = grow(self.slot, -1)
+    @property
+    def next_slot(self) -> int:
+        return int(self.cursor[CUR_NEXT_SLOT])
 
     @property
     def held_bytes(self) -> int:
-        return int(self.held.sum())
+        return int(self.state.held.sum())
+
+    def reserve(self, n_flows_capacity: int) -> None:
+        have = self.state.inited.shape[0]
+        if n_flows_capacity <= have:
+            return
+        new = max(n_flows_capacity, have * 2)
+        fills = {"inited": 0, "isn": -1, "next_seq": 0, "stream_off": 0, "held": 0, "head": -1, "slot": -1}
+        grown = {}
+        for name, fill in fills.items():
+            old = getattr(self.state, name)
+            g = np.full((new, 2), fill, dtype=old.dtype)
+            g[:have] = old
+            grown[name] = g
+        self.state = StreamState(**grown)
+
+    def _output(self, n_chunks: int, side_bytes: int) -> tuple[ChunkTable, ChunkColumns]:
+        table = ChunkTable.allocate(n_chunks, side_bytes)
+        out = ChunkColumns(
+            table.src,
+            table.offset,
+            table.length,
+            table.stream,
+            table.stream_pos,
+            table.flow,
+            table.direction,
+            table.packet,
+            table.ts_ns,
+            table.number,
+            table.side,
+        )
+        self.cursor[CUR_CHUNKS] = 0
+        self.cursor[CUR_SIDE] = 0
+        return table, out
+
+    def _written(self, table: ChunkTable) -> ChunkTable:
+        return table.head(int(self.cursor[CUR_CHUNKS]), int(self.cursor[CUR_SIDE]))
 
     def process(self, buf, eligible, decoded, ts_ns, number, flow, direction) -> ChunkTable:
         n = len(eligible)
         payload = np.where(eligible, decoded.payload_len, 0)
-        side_bound = self.held_bytes + int(payload.sum())
         # per packet at most one in-order chunk and one later release of its held copy,
         # plus one release per segment held before this batch
-        out = ChunkTable.allocate(2 * n + int(self.seg_live.sum()) + 1, side_bound)
-        arena, scratch = self._arena_arrays()
-        nc, side_used, self.next_slot, self.free_head, self.arena_top = build_chunks(
+        table, out = self._output(2 * n + int(self.pool.live.sum()) + 1, self.held_bytes + int(payload.sum()))
+        build_chunks(
             buf,
             eligible,
             decoded.proto,
@@ -696,83 +426,24 @@ class TcpReassembler:
             number,
             flow,
             direction,
-            self.inited,
-            self.isn,
-            self.next_seq,
-            self.stream_off,
-            self.held,
-            self.head,
-            self.slot,
-            self.next_slot,
-            self.seg_next,
-            self.seg_seq,
-            self.seg_len,
-            self.seg_arena,
-            self.seg_live,
-            self.seg_ts,
-            self.seg_num,
-            self.free_head,
-            arena,
-            self.arena_top,
-            scratch,
+            self.state,
+            self.pool,
+            out,
+            self.cursor,
             self.config.max_held_per_stream,
             self.counters,
-            out.src,
-            out.offset,
-            out.length,
-            out.stream,
-            out.stream_pos,
-            out.flow,
-            out.direction,
-            out.packet,
-            out.ts_ns,
-            out.number,
-            out.side,
         )
-        chunks = out.head(nc, side_used)
+        chunks = self._written(table)
         own = chunks.src == SRC_CAPTURE
         skip = chunks.offset - decoded.payload_offset[np.where(own, chunks.packet, 0)]
         chunks.packet_base = np.where(own, chunks.stream_pos - skip, -1)
         return chunks
 
     def flush(self, n_flows: int) -> ChunkTable:
-        live = int(self.seg_live.sum())
-        out = ChunkTable.allocate(live + 1, self.held_bytes)
-        if live == 0:
-            return out.head(0, 0)
-        arena, _ = self._arena_arrays()
-        nc, side_used, self.next_slot, self.free_head = flush_held(
-            n_flows,
-            self.next_seq,
-            self.stream_off,
-            self.held,
-            self.head,
-            self.slot,
-            self.next_slot,
-            self.seg_next,
-            self.seg_seq,
-            self.seg_len,
-            self.seg_arena,
-            self.seg_live,
-            self.seg_ts,
-            self.seg_num,
-            self.free_head,
-            arena,
-            self.counters,
-            out.src,
-            out.offset,
-            out.length,
-            out.stream,
-            out.stream_pos,
-            out.flow,
-            out.direction,
-            out.packet,
-            out.ts_ns,
-            out.number,
-            out.side,
-        )
-        self.arena_top = 0
-        return out.head(nc, side_used)
+        table, out = self._output(int(self.pool.live.sum()) + 1, self.held_bytes)
+        flush_held(n_flows, self.state, self.pool, out, self.cursor, self.counters)
+        self.cursor[CUR_ARENA_TOP] = 0
+        return self._written(table)
 
     def stats(self) -> dict[str, int]:
         return {name: int(v) for name, v in zip(COUNTER_NAMES, self.counters, strict=True)}
