@@ -50,6 +50,16 @@ def cmd_scan(args) -> int:
         f"{rules['rules_failed']} failed",
         file=report,
     )
+    reasons = list(rules["skip_reasons"].items())
+    if reasons:
+        shown = ", ".join(f"{reason} ({n})" for reason, n in reasons[:5])
+        more = f", and {len(reasons) - 5} more reasons" if len(reasons) > 5 else ""
+        print(
+            f"skipped rules: {shown}{more} (all in the stats event; `dpi rules check` lists them)",
+            file=sys.stderr,
+        )
+    for err in rules["rule_errors"][:10]:
+        print(f"dpi scan: rule error: {err}", file=sys.stderr)
     if args.eve != "-":
         _print_alert_table(args.eve, report)
         print(f"EVE JSON written to {args.eve}", file=report)
@@ -107,6 +117,9 @@ def cmd_rules_check(args) -> int:
             print(f"  skipped {n:6d}  {reason}")
         for err in ruleset.errors[: args.top]:
             print(f"  error: {err}")
+        if args.list:
+            for s in ruleset.skipped:
+                print(f"{s.file}:{s.line}: sid {s.sid}: skipped: {s.reason}")
     return 1 if ruleset.errors and args.strict else 0
 
 
@@ -137,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--var", action="append", default=[])
     c.add_argument("--json", action="store_true")
     c.add_argument("--top", type=int, default=20)
+    c.add_argument("--list", action="store_true", help="list every skipped rule with its place and reason")
     c.add_argument("--strict", action="store_true", help="exit 1 when any rule has a syntax error")
     c.set_defaults(func=cmd_rules_check)
     return parser

@@ -151,6 +151,8 @@ def rules_summary(ruleset: RuleSet, db: DetectionDatabase) -> dict:
         "header_only_rules": db.report.header_only,
         "patterns": db.n_patterns,
         "skip_reasons": dict(reasons.most_common()),
+        # each names file:line:column and the reason; the first 100 travel in the stats event
+        "rule_errors": [str(e) for e in ruleset.errors[:100]],
     }
 
 

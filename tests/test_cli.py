@@ -1,0 +1,84 @@
+"""The command line: every command runs, reports what it skipped, and sets its exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from dpi.cli import main
+from tests.conftest import REPO
+
+SAMPLE = REPO / "pcaps" / "wikipedia.pcap"
+RULES = (
+    'alert tcp any any -> any 80 (msg:"x"; content:"GET"; pcre:"/x/"; sid:1;)\n'
+    'alert tcp any any -> any 80 (msg:"bad"; content:"GET"; depth:2; sid:2;)\n'
+    'alert http any any -> any any (msg:"h"; sid:3;)\n'
+    'alert tcp any any -> any 80 (msg:"ok"; content:"GET"; sid:4;)\n'
+)
+
+
+def test_rules_check_reports_skips_and_errors(tmp_path, capsys):
+    rules = tmp_path / "t.rules"
+    rules.write_text(RULES)
+    assert main(["rules", "check", str(rules), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "1 rules loaded, 2 skipped, 1 errors" in out
+    assert "unsupported keyword 'pcre'" in out and "unsupported protocol 'http'" in out
+    assert f"{rules}:2:" in out and "depth 2 is smaller than the content length 3" in out
+    assert f"{rules}:1: sid 1: skipped: unsupported keyword 'pcre'" in out
+    assert main(["rules", "check", str(rules), "--strict"]) == 1
+    capsys.readouterr()
+    assert main(["rules", "check", str(rules), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["loaded"], doc["skipped"], doc["errors"]) == (1, 2, 1)
+
+
+def test_scan_reports_skipped_rules_and_errors(tmp_path, capsys):
+    rules = tmp_path / "t.rules"
+    rules.write_text(RULES)
+    eve = tmp_path / "eve.json"
+    assert main(["scan", str(SAMPLE), "--rules", str(rules), "--eve", str(eve)]) == 0
+    captured = capsys.readouterr()
+    assert "rules: 1 loaded, 2 skipped, 1 failed" in captured.out
+    assert "unsupported keyword 'pcre' (1)" in captured.err
+    assert "rule error:" in captured.err and ":2:" in captured.err
+    stats = json.loads(eve.read_text().splitlines()[-1])["stats"]["detect"]
+    assert stats["skip_reasons"] == {"unsupported keyword 'pcre'": 1, "unsupported protocol 'http'": 1}
+    assert len(stats["rule_errors"]) == 1
+
+
+def test_scan_eve_to_stdout(tmp_path, capsys):
+    rules = tmp_path / "t.rules"
+    rules.write_text('alert udp any any -> any 5353 (msg:"mdns"; sid:7;)\n')
+    assert main(["scan", str(SAMPLE), "--rules", str(rules), "--eve", "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["event_type"] for e in events].count("alert") == 4
+    assert events[-1]["event_type"] == "stats"
+
+
+def test_damaged_capture_exit_status_and_packets_before_damage(tmp_path, capsys):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(SAMPLE.read_bytes()[:9000])
+    rules = tmp_path / "t.rules"
+    rules.write_text('alert tcp any any -> any 80 (msg:"get"; content:"GET "; depth:4; sid:1;)\n')
+    eve = tmp_path / "eve.json"
+    assert main(["scan", str(cut), "--rules", str(rules), "--eve", str(eve)]) == 1
+    err = capsys.readouterr().err
+    assert str(cut) in err and "byte offset" in err
+    events = [json.loads(line) for line in eve.read_text().splitlines()]
+    assert any(e["event_type"] == "alert" for e in events)  # packets before the damage were scanned
+    stats = events[-1]["stats"]
+    assert stats["capture"]["errors"] and stats["capture"]["packets"] > 0
+
+
+def test_python_dash_m_and_console_entry(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dpi", "info", str(SAMPLE), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    assert json.loads(proc.stdout)["packets"] == 136
