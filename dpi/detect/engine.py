@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpi.detect.compile import DetectionDatabase
-from dpi.detect.kernels import detect_headers, detect_streams
+from dpi.detect.kernels import counting_order, detect_headers, detect_streams, last_per_group
 from dpi.flow.table import TO_SERVER, FlowTable
 from dpi.stream.chunks import ChunkTable
 
@@ -83,7 +83,8 @@ class Detector:
         self.states = grown
 
     def scan(self, buf: np.ndarray, chunks: ChunkTable, n_slots: int):
-        """Run the matcher over the chunks; returns (key, pattern, pos) of every occurrence."""
+        """Run the matcher over the chunks; returns (chunk, pattern, stream position of the
+        end) of every occurrence, in chunk order."""
         if self.db.matcher is None or len(chunks) == 0:
             z = np.zeros(0, np.int64)
             return z, z.copy(), z.copy()
@@ -91,30 +92,38 @@ class Detector:
         m_pat, m_chunk, m_end = self.db.matcher.scan_chunks(
             buf, chunks.side, chunks.src, chunks.offset, chunks.length, chunks.stream, self.states
         )
-        stream = chunks.stream[m_chunk]
-        key = np.where(stream >= 0, stream, DATAGRAM_KEY_BASE + self.chunk_base + m_chunk)
         pos = chunks.stream_pos[m_chunk] + m_end
-        return key.astype(np.int64), m_pat.astype(np.int64), pos.astype(np.int64)
+        return m_chunk, m_pat.astype(np.int64, copy=False), pos
 
     def detect_chunks(self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at):
         """Alerts from the content rules for this batch's chunks."""
         db = self.db
-        key, pattern, pos = self.scan(buf, chunks, n_slots)
+        m_chunk, pattern, pos = self.scan(buf, chunks, n_slots)
         n_ch = len(chunks)
         chunk_ids = np.arange(n_ch, dtype=np.int64)
         ch_key = np.where(chunks.stream >= 0, chunks.stream, DATAGRAM_KEY_BASE + self.chunk_base + chunk_ids)
         self.chunk_base += n_ch
-        # this batch's records plus what streams carried over
-        key = np.concatenate([self.h_key, key])
+        # Records are grouped by stream key, with dense group numbers in key order. The
+        # matcher reports in chunk order and a stream's chunks come in stream order, so a
+        # stable counting sort by group yields (key, pos) order without a comparison sort.
+        group_keys = np.unique(np.concatenate([ch_key, self.h_key]))
+        n_groups = len(group_keys)
+        ch_group = np.searchsorted(group_keys, ch_key)
+        group = np.concatenate([np.searchsorted(group_keys, self.h_key), ch_group[m_chunk]])
         pattern = np.concatenate([self.h_pattern, pattern])
         pos = np.concatenate([self.h_pos, pos])
-        by_pos = np.lexsort((pos, key))
-        r_key, r_pattern, r_pos = key[by_pos], pattern[by_pos], pos[by_pos]
-        by_pat = np.lexsort((pos, pattern, key))
-        o_key, o_pattern, o_pos = key[by_pat], pattern[by_pat], pos[by_pat]
-        self._keep_history(r_key, r_pattern, r_pos, np.unique(chunks.stream[chunks.stream >= 0]))
-        if len(r_key) == 0 or n_ch == 0:
+        self._keep_history(group_keys, group, pattern, pos, n_groups, ch_key)
+        # only streams where some rule's fast pattern occurs can alert
+        fast = np.zeros(max(db.n_patterns, 1), np.bool_)
+        fast[db.r_fast[db.r_fast >= 0]] = True
+        live_group = np.bincount(group[fast[pattern]], minlength=n_groups) > 0
+        sel = np.nonzero(live_group[group])[0]
+        if len(sel) == 0 or n_ch == 0:
             return AlertBatch.empty()
+        by_pos = counting_order(group, n_groups, sel)
+        r_key, r_pattern, r_pos = group_keys[group[by_pos]], pattern[by_pos], pos[by_pos]
+        by_pat = counting_order(group, n_groups, counting_order(pattern, db.n_patterns, sel))
+        o_key, o_pattern, o_pos = group_keys[group[by_pat]], pattern[by_pat], pos[by_pat]
         corder = np.argsort(ch_key, kind="stable")
         s_hi, s_lo, sp, d_hi, d_lo, dp = _endpoints(flows, chunks.flow, chunks.direction)
         proto = flows.proto[np.maximum(chunks.flow, 0)].astype(np.int64)
@@ -198,28 +207,18 @@ class Detector:
         both = (flows.pkts[f, 0] > 0) & (flows.pkts[f, 1] > 0)
         return np.where(tcp, tcp_est, both)
 
-    def _keep_history(self, key, pattern, pos, active_streams):
-        """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch;
-        past HISTORY_MAX_RECORDS in all, the streams active in this batch keep theirs first."""
-        stream = key < DATAGRAM_KEY_BASE
-        key, pattern, pos = key[stream], pattern[stream], pos[stream]
-        if len(key) == 0:
-            self.h_key = self.h_pattern = self.h_pos = np.zeros(0, np.int64)
-            return
-        # rank from the end within each key group (records are sorted by key, pos)
-        idx = np.arange(len(key))
-        last = np.r_[key[1:] != key[:-1], True]
-        ends = np.nonzero(last)[0]
-        end_of = np.repeat(ends, np.diff(np.r_[-1, ends]))
-        keep = (end_of - idx) < HISTORY_PER_STREAM
-        if int(keep.sum()) > HISTORY_MAX_RECORDS:
-            active = np.isin(key, active_streams)
-            order = np.nonzero(keep)[0]
-            order = order[np.argsort(~active[order], kind="stable")][:HISTORY_MAX_RECORDS]
-            self.history_dropped += int(keep.sum()) - len(order)
-            keep = np.zeros_like(keep)
-            keep[order] = True
-        self.h_key, self.h_pattern, self.h_pos = key[keep], pattern[keep], pos[keep]
+    def _keep_history(self, group_keys, group, pattern, pos, n_groups, active_keys):
+        """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch
+        (records in stream order within each group); past HISTORY_MAX_RECORDS in all, the
+        streams with data in this batch keep theirs first."""
+        keep = last_per_group(group, n_groups, HISTORY_PER_STREAM) & (group_keys[group] < DATAGRAM_KEY_BASE)
+        kept = np.nonzero(keep)[0]
+        if len(kept) > HISTORY_MAX_RECORDS:
+            active = np.isin(group_keys, active_keys)[group[kept]]
+            self.history_dropped += len(kept) - HISTORY_MAX_RECORDS
+            kept = np.concatenate([kept[active], kept[~active]])[:HISTORY_MAX_RECORDS]
+        order = counting_order(group, n_groups, kept)
+        self.h_key, self.h_pattern, self.h_pos = group_keys[group[order]], pattern[order], pos[order]
 
     def detect_headers(self, eligible, flow, direction, established, decoded, flows: FlowTable):
         """(rule, packet index) of the alerts of rules without content."""

@@ -462,3 +462,36 @@ def detect_headers(
                     out_packet[n_alerts] = i
                 n_alerts += 1
     return n_alerts
+
+
+@nb.njit(cache=True)
+def counting_order(values, n_values, order):
+    """``order`` stably re-sorted by ``values[order]`` (values in [0, n_values)): one
+    counting-sort pass, O(n), where a comparison sort of millions of records is not."""
+    counts = np.zeros(n_values + 1, np.int64)
+    for i in order:
+        counts[values[i] + 1] += 1
+    for v in range(n_values):
+        counts[v + 1] += counts[v]
+    out = np.empty_like(order)
+    for i in order:
+        v = values[i]
+        out[counts[v]] = i
+        counts[v] += 1
+    return out
+
+
+@nb.njit(cache=True)
+def last_per_group(group, n_groups, keep_last):
+    """Mask of the last ``keep_last`` records of each group, records being in order
+    within each group."""
+    total = np.zeros(n_groups, np.int64)
+    for g in group:
+        total[g] += 1
+    seen = np.zeros(n_groups, np.int64)
+    keep = np.zeros(group.shape[0], np.bool_)
+    for i in range(group.shape[0]):
+        g = group[i]
+        keep[i] = seen[g] >= total[g] - keep_last
+        seen[g] += 1
+    return keep
