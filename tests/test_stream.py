@@ -209,3 +209,32 @@ def test_acknowledged_hole_is_skipped_at_the_ack(tmp_path):
     assert chunks.direction[released[0]] == 0
     assert r.stats()["gaps"] == 1 and r.stats()["gap_bytes"] == 10
     assert r.held_bytes == 0
+
+
+@pytest.mark.parametrize("depth", [1, 100, 1000, 2055, 5000])
+def test_reassembly_depth(tmp_path, depth):
+    """Only the first `depth` bytes of a direction are delivered, in order or not; the
+    rest is counted (Suricata's stream.reassembly.depth)."""
+    segs = _pieces(DATA, 64)
+    order = list(range(len(segs)))
+    order[3], order[4] = order[4], order[3]
+    order[20], order[25] = order[25], order[20]
+    streams, r, _ = reassemble(
+        write_pcap(tmp_path / "a.pcap", tcp_session(segs, order=order)), config=StreamConfig(depth=depth)
+    )
+    assert streams.get((0, 0), b"") == DATA[:depth]
+    st = r.stats()
+    assert st["bytes_past_reassembly_depth"] == max(len(DATA) - depth, 0)
+    assert st["reassembly_depth_reached"] == (1 if depth < len(DATA) else 0)
+    assert r.held_bytes == 0
+
+
+def test_depth_zero_means_unlimited(tmp_path):
+    big = DATA * 600  # 1.2 MB, past the default 1 MiB depth
+    segs = _pieces(big, 1400)
+    path = write_pcap(tmp_path / "a.pcap", tcp_session(segs))
+    default, r, _ = reassemble(path)
+    assert default[(0, 0)] == big[: 1 << 20]
+    assert r.stats()["reassembly_depth_reached"] == 1
+    unlimited, _, _ = reassemble(path, config=StreamConfig(depth=0))
+    assert unlimited[(0, 0)] == big

@@ -18,6 +18,7 @@ import subprocess
 import pytest
 
 from dpi.output.eve import format_address
+from dpi.stream import StreamConfig
 from tests.conftest import SHARED_DATA
 from tests.test_stream import reassemble
 
@@ -95,7 +96,7 @@ def test_streams_match_wireshark_follow(capture):
     path = SHARED_DATA / "pcaps" / capture
     if not path.exists():
         pytest.skip(f"{path} not found (needs ../shared/data)")
-    ours, streams, flows = reassemble(path)
+    ours, streams, flows = reassemble(path, StreamConfig(depth=0))  # the whole streams, as Wireshark
     assert streams.stats()["gaps"] == 0, "a capture with holes: choose another"
     theirs = tshark_streams(path)
     mine = {}

@@ -38,7 +38,9 @@ CNT_ARENA_DROPPED_BYTES = 7
 CNT_COMPACTIONS = 8
 CNT_REUSE = 9  # a SYN started a new connection on a tuple already in use
 CNT_REUSE_DISCARDED_BYTES = 10  # bytes the old connection still held behind a hole
-N_COUNTERS = 11
+CNT_DEPTH_REACHED = 11  # stream directions that reached the reassembly depth
+CNT_DEPTH_BYTES = 12  # bytes past the depth: tracked, not delivered
+N_COUNTERS = 13
 
 COUNTER_NAMES = (
     "segments",
@@ -52,6 +54,8 @@ COUNTER_NAMES = (
     "arena_compactions",
     "port_reuse",
     "port_reuse_discarded_bytes",
+    "reassembly_depth_reached",
+    "bytes_past_reassembly_depth",
 )
 
 
@@ -60,6 +64,9 @@ class StreamConfig:
     arena_bytes: int = 64 << 20  # global cap on out-of-order bytes held
     max_segments: int = 1 << 18  # global cap on held segments
     max_held_per_stream: int = 1 << 20  # bytes held for one direction before the hole is skipped
+    # bytes of each direction that are reassembled and inspected (Suricata's
+    # stream.reassembly.depth, default 1 MiB); 0 = no limit
+    depth: int = 1 << 20
 
 
 # Per flow-direction state, each array of shape (flows, 2).
@@ -78,6 +85,10 @@ CUR_NEXT_SLOT = 2  # next free matcher-state slot
 CUR_FREE = 3  # head of the segment free list
 CUR_ARENA_TOP = 4  # first free arena byte
 N_CURSOR = 5
+
+# Settings the kernels read, as one small int64 array.
+LIM_MAX_HELD = 0
+LIM_DEPTH = 1
 
 
 @nb.njit(cache=True, inline="always")
@@ -105,6 +116,24 @@ def _emit(out, cur, src, off, length, stream, pos, f, d, pkt, ts, num):
     cur[CUR_CHUNKS] = k + 1
 
 
+@nb.njit(cache=True, inline="always")
+def _advance(st, limits, f, d, take, counters):
+    """Move (f, d) forward by ``take`` bytes; returns how many of them lie within the
+    reassembly depth (the rest is tracked, counted, and not delivered)."""
+    pos = st.stream_off[f, d]
+    depth = limits[LIM_DEPTH]
+    keep = take
+    if depth > 0:
+        keep = min(take, max(depth - pos, 0))
+        if keep < take:
+            counters[CNT_DEPTH_BYTES] += take - keep
+            if pos < depth:
+                counters[CNT_DEPTH_REACHED] += 1
+    st.stream_off[f, d] = pos + take
+    st.next_seq[f, d] = (st.next_seq[f, d] + take) & np.int64(0xFFFFFFFF)
+    return keep
+
+
 @nb.njit(cache=True)
 def _compact(pool):
     """Move every live held segment to the front of the arena; returns the new top."""
@@ -127,7 +156,7 @@ def _free_segment(pool, cur, s):
 
 
 @nb.njit(cache=True)
-def _release(st, pool, out, cur, f, d, pkt, ts, num, counters):
+def _release(st, pool, out, cur, limits, f, d, pkt, ts, num, counters):
     """Deliver the held segments of (f, d) that are now contiguous with its next_seq."""
     s = st.head[f, d]
     while s >= 0:
@@ -140,12 +169,13 @@ def _release(st, pool, out, cur, f, d, pkt, ts, num, counters):
             skip = -rel
             take = ln - skip
             a0 = pool.arena_off[s] + skip
-            side_top = cur[CUR_SIDE]
-            out.side[side_top : side_top + take] = pool.arena[a0 : a0 + take]
-            _emit(out, cur, SRC_SIDE, side_top, take, st.slot[f, d], st.stream_off[f, d], f, d, pkt, ts, num)
-            cur[CUR_SIDE] = side_top + take
-            st.stream_off[f, d] += take
-            st.next_seq[f, d] = (st.next_seq[f, d] + take) & np.int64(0xFFFFFFFF)
+            pos = st.stream_off[f, d]
+            keep = _advance(st, limits, f, d, take, counters)
+            if keep > 0:
+                side_top = cur[CUR_SIDE]
+                out.side[side_top : side_top + keep] = pool.arena[a0 : a0 + keep]
+                _emit(out, cur, SRC_SIDE, side_top, keep, st.slot[f, d], pos, f, d, pkt, ts, num)
+                cur[CUR_SIDE] = side_top + keep
             counters[CNT_RETRANS_BYTES] += skip
         else:
             counters[CNT_RETRANS_BYTES] += ln
@@ -156,7 +186,7 @@ def _release(st, pool, out, cur, f, d, pkt, ts, num, counters):
 
 
 @nb.njit(cache=True)
-def _skip_hole_and_release(st, pool, out, cur, f, d, pkt, ts, num, counters):
+def _skip_hole_and_release(st, pool, out, cur, limits, f, d, pkt, ts, num, counters):
     """Give up on the hole before the first held segment of (f, d): count the gap, move
     next_seq past it into a fresh matcher slot (nothing matches across a hole), deliver."""
     s = st.head[f, d]
@@ -168,7 +198,7 @@ def _skip_hole_and_release(st, pool, out, cur, f, d, pkt, ts, num, counters):
         st.next_seq[f, d] = pool.seq[s]
         st.slot[f, d] = cur[CUR_NEXT_SLOT]
         cur[CUR_NEXT_SLOT] += 1
-    _release(st, pool, out, cur, f, d, pkt, ts, num, counters)
+    _release(st, pool, out, cur, limits, f, d, pkt, ts, num, counters)
 
 
 @nb.njit(cache=True)
@@ -238,7 +268,7 @@ def build_chunks(
     pool,
     out,
     cur,
-    max_held_per_stream,
+    limits,
     counters,
 ):
     """One pass over a batch: every eligible packet's payload becomes zero or more chunks."""
@@ -259,7 +289,7 @@ def build_chunks(
         od = 1 - d
         if (flags & TH_ACK) and st.head[f, od] >= 0 and _seq_diff(tcp_ack[i], pool.seq[st.head[f, od]]) >= 0:
             # the receiver acknowledged data we never saw: the hole will not fill, skip it
-            _skip_hole_and_release(st, pool, out, cur, f, od, i, ts, num, counters)
+            _skip_hole_and_release(st, pool, out, cur, limits, f, od, i, ts, num, counters)
         data_seq = (seq + 1) & np.int64(0xFFFFFFFF) if flags & TH_SYN else seq
         if (flags & TH_SYN) and st.inited[f, d]:
             known = st.isn[f, d] >= 0
@@ -281,9 +311,9 @@ def build_chunks(
             continue
         counters[CNT_SEGMENTS] += 1
         rel = _seq_diff(data_seq, st.next_seq[f, d])
-        while rel > 0 and st.held[f, d] + plen > max_held_per_stream and st.head[f, d] >= 0:
+        while rel > 0 and st.held[f, d] + plen > limits[LIM_MAX_HELD] and st.head[f, d] >= 0:
             # too much waiting on one hole: give up on it
-            _skip_hole_and_release(st, pool, out, cur, f, d, i, ts, num, counters)
+            _skip_hole_and_release(st, pool, out, cur, limits, f, d, i, ts, num, counters)
             rel = _seq_diff(data_seq, st.next_seq[f, d])
         if rel + plen <= 0:
             # everything already delivered: a retransmission (or a SYN after midstream pickup)
@@ -294,26 +324,30 @@ def build_chunks(
             take = plen - skip
             counters[CNT_RETRANS_BYTES] += skip
             counters[CNT_IN_ORDER] += 1
-            _emit(
-                out,
-                cur,
-                SRC_CAPTURE,
-                payload_offset[i] + skip,
-                take,
-                st.slot[f, d],
-                st.stream_off[f, d],
-                f,
-                d,
-                i,
-                ts,
-                num,
-            )
-            st.stream_off[f, d] += take
-            st.next_seq[f, d] = (st.next_seq[f, d] + take) & np.int64(0xFFFFFFFF)
+            pos = st.stream_off[f, d]
+            keep = _advance(st, limits, f, d, take, counters)
+            if keep > 0:
+                _emit(
+                    out,
+                    cur,
+                    SRC_CAPTURE,
+                    payload_offset[i] + skip,
+                    keep,
+                    st.slot[f, d],
+                    pos,
+                    f,
+                    d,
+                    i,
+                    ts,
+                    num,
+                )
             if st.head[f, d] >= 0:
-                _release(st, pool, out, cur, f, d, i, ts, num, counters)
+                _release(st, pool, out, cur, limits, f, d, i, ts, num, counters)
             continue
-        # ahead of a hole: hold a copy in the arena
+        # ahead of a hole: hold a copy in the arena, unless it lies wholly past the depth
+        if limits[LIM_DEPTH] > 0 and st.stream_off[f, d] + rel >= limits[LIM_DEPTH]:
+            counters[CNT_DEPTH_BYTES] += plen
+            continue
         if _hold(st, pool, cur, buf, f, d, data_seq, payload_offset[i], plen, ts, num, counters):
             counters[CNT_OOO_HELD] += 1
         else:
@@ -322,13 +356,15 @@ def build_chunks(
 
 
 @nb.njit(cache=True)
-def flush_held(n_flows, st, pool, out, cur, counters):
+def flush_held(n_flows, st, pool, out, cur, limits, counters):
     """End of capture: deliver everything still held, skipping the holes before it."""
     for f in range(n_flows):
         for d in range(2):
             while st.head[f, d] >= 0:
                 s = st.head[f, d]
-                _skip_hole_and_release(st, pool, out, cur, f, d, -1, pool.ts[s], pool.number[s], counters)
+                _skip_hole_and_release(
+                    st, pool, out, cur, limits, f, d, -1, pool.ts[s], pool.number[s], counters
+                )
 
 
 class TcpReassembler:
@@ -360,6 +396,7 @@ class TcpReassembler:
             arena=np.zeros(self.config.arena_bytes, np.uint8),
             scratch=np.zeros(self.config.arena_bytes, np.uint8),
         )
+        self.limits = np.array([self.config.max_held_per_stream, self.config.depth], np.int64)
         self.cursor = np.zeros(N_CURSOR, np.int64)  # chunk/side counts are reset per call
         self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
 
@@ -430,7 +467,7 @@ class TcpReassembler:
             self.pool,
             out,
             self.cursor,
-            self.config.max_held_per_stream,
+            self.limits,
             self.counters,
         )
         chunks = self._written(table)
@@ -441,7 +478,7 @@ class TcpReassembler:
 
     def flush(self, n_flows: int) -> ChunkTable:
         table, out = self._output(int(self.pool.live.sum()) + 1, self.held_bytes)
-        flush_held(n_flows, self.state, self.pool, out, self.cursor, self.counters)
+        flush_held(n_flows, self.state, self.pool, out, self.cursor, self.limits, self.counters)
         self.cursor[CUR_ARENA_TOP] = 0
         return self._written(table)
 
