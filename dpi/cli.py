@@ -79,6 +79,28 @@ def _print_alert_table(eve_path: str, out) -> None:
         print(f"  {n:6d}  [1:{sid}] {msg}", file=out)
 
 
+def cmd_streams(args) -> int:
+    from dpi.output.streams import write_streams
+    from dpi.settings import SettingsError, stream_config
+
+    try:
+        config = stream_config(args.set)
+    except SettingsError as exc:
+        print(f"dpi streams: {exc}", file=sys.stderr)
+        return 2
+    for p in args.pcap:
+        if not Path(p).exists():
+            print(f"dpi streams: {p}: no such file", file=sys.stderr)
+            return 2
+    writer, errors = write_streams(args.pcap, args.out, reader=args.reader, config=config)
+    gaps = sum(len(sf.gaps) for sf in writer.files.values())
+    total = sum(sf.bytes for sf in writer.files.values())
+    print(f"{len(writer.files)} stream directions, {total} bytes, {gaps} gaps: {args.out}/index.json")
+    for err in errors:
+        print(f"dpi streams: error: {err}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def cmd_info(args) -> int:
     from dpi.info import render, summarize
 
@@ -136,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("streams", help="write each reassembled TCP direction to a file (tcpflow names)")
+    p.add_argument("pcap", nargs="+")
+    p.add_argument("--out", "-o", required=True, help="output folder (created if missing)")
+    p.add_argument("--reader", choices=READERS, default="native")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Suricata-style setting: stream.reassembly.depth, stream.reassembly.memcap",
+    )
+    p.set_defaults(func=cmd_streams)
 
     p = sub.add_parser("info", help="capinfos-like summary of captures")
     p.add_argument("pcap", nargs="+")
