@@ -23,6 +23,13 @@ def _parse_vars(items: list[str]) -> dict[str, str]:
 
 def cmd_scan(args) -> int:
     from dpi.pipeline import scan
+    from dpi.settings import SettingsError, stream_config
+
+    try:
+        config = stream_config(args.set)
+    except SettingsError as exc:
+        print(f"dpi scan: {exc}", file=sys.stderr)
+        return 2
 
     for p in list(args.pcap) + list(args.rules):
         if not Path(p).exists():
@@ -38,6 +45,7 @@ def cmd_scan(args) -> int:
             batch_size=args.batch_size,
             variables=_parse_vars(args.var),
             engine=args.engine,
+            stream_config=config,
         )
     finally:
         if out is not sys.stdout:
@@ -157,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="numba", help="matcher engine: numba, pyahocorasick, hyperscan")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Suricata-style setting: stream.reassembly.depth, stream.reassembly.memcap",
+    )
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("streams", help="write each reassembled TCP direction to a file (tcpflow names)")

@@ -164,12 +164,13 @@ def scan(
     batch_size: int = DEFAULT_BATCH_SIZE,
     variables: dict | None = None,
     engine: str = "numba",
+    stream_config: StreamConfig | None = None,
 ) -> ScanResult:
     """Scan captures with rule files; writes EVE alerts and a closing stats event."""
     t0 = time.perf_counter()
     ruleset, db = build_detection(rule_paths, variables, engine)
     compile_s = time.perf_counter() - t0
-    scanner = Scanner(db, rules_summary(ruleset, db))
+    scanner = Scanner(db, rules_summary(ruleset, db), stream_config=stream_config)
     writer = EveWriter(eve)
     for path in pcaps:
         try:

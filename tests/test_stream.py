@@ -27,6 +27,8 @@ def reassemble(path, config=None, batch_size=65536):
             src = buf if chunks.src[i] == SRC_CAPTURE else chunks.side
             data = bytes(src[chunks.offset[i] : chunks.offset[i] + chunks.length[i]])
             key = (int(chunks.flow[i]), int(chunks.direction[i]))
+            if chunks.stream[i] < 0 and flows.proto[chunks.flow[i]] == 6:
+                continue  # a TCP packet inspected alone (past the depth): not stream data
             if chunks.stream[i] >= 0:
                 # stream positions are contiguous unless a hole was skipped
                 expect = positions.get(key, int(chunks.stream_pos[i]))

@@ -64,8 +64,9 @@ class StreamConfig:
     arena_bytes: int = 64 << 20  # global cap on out-of-order bytes held
     max_segments: int = 1 << 18  # global cap on held segments
     max_held_per_stream: int = 1 << 20  # bytes held for one direction before the hole is skipped
-    # bytes of each direction that are reassembled and inspected (Suricata's
-    # stream.reassembly.depth, default 1 MiB); 0 = no limit
+    # bytes of each direction that are reassembled and inspected as a stream (Suricata's
+    # stream.reassembly.depth, default 1 MiB; packets past it are still inspected one by
+    # one); 0 = no limit
     depth: int = 1 << 20
 
 
@@ -127,7 +128,7 @@ def _advance(st, limits, f, d, take, counters):
         keep = min(take, max(depth - pos, 0))
         if keep < take:
             counters[CNT_DEPTH_BYTES] += take - keep
-            if pos < depth:
+            if pos <= depth:  # the first delivery that does not fit
                 counters[CNT_DEPTH_REACHED] += 1
     st.stream_off[f, d] = pos + take
     st.next_seq[f, d] = (st.next_seq[f, d] + take) & np.int64(0xFFFFFFFF)
@@ -341,12 +342,16 @@ def build_chunks(
                     ts,
                     num,
                 )
+            if keep < take:
+                # past the depth the stream is no longer inspected, the packet still is
+                _emit(out, cur, SRC_CAPTURE, payload_offset[i], plen, -1, 0, f, d, i, ts, num)
             if st.head[f, d] >= 0:
                 _release(st, pool, out, cur, limits, f, d, i, ts, num, counters)
             continue
         # ahead of a hole: hold a copy in the arena, unless it lies wholly past the depth
         if limits[LIM_DEPTH] > 0 and st.stream_off[f, d] + rel >= limits[LIM_DEPTH]:
             counters[CNT_DEPTH_BYTES] += plen
+            _emit(out, cur, SRC_CAPTURE, payload_offset[i], plen, -1, 0, f, d, i, ts, num)
             continue
         if _hold(st, pool, cur, buf, f, d, data_seq, payload_offset[i], plen, ts, num, counters):
             counters[CNT_OOO_HELD] += 1
@@ -447,9 +452,10 @@ class TcpReassembler:
     def process(self, buf, eligible, decoded, ts_ns, number, flow, direction) -> ChunkTable:
         n = len(eligible)
         payload = np.where(eligible, decoded.payload_len, 0)
-        # per packet at most one in-order chunk and one later release of its held copy,
-        # plus one release per segment held before this batch
-        table, out = self._output(2 * n + int(self.pool.live.sum()) + 1, self.held_bytes + int(payload.sum()))
+        # per packet at most two chunks when it arrives (its in-depth part and, past the
+        # depth, the packet alone) and one later release of its held copy, plus one release
+        # per segment held before this batch
+        table, out = self._output(3 * n + int(self.pool.live.sum()) + 1, self.held_bytes + int(payload.sum()))
         build_chunks(
             buf,
             eligible,
