@@ -109,6 +109,27 @@ def cmd_streams(args) -> int:
     return 1 if errors else 0
 
 
+def cmd_flows(args) -> int:
+    from dpi.pipeline import flows_only
+
+    for p in args.pcap:
+        if not Path(p).exists():
+            print(f"dpi flows: {p}: no such file", file=sys.stderr)
+            return 2
+    out = sys.stdout if args.eve == "-" else open(args.eve, "w", encoding="utf-8")
+    try:
+        result = flows_only(args.pcap, out, reader=args.reader)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    report = sys.stderr if args.eve == "-" else sys.stdout
+    states = ", ".join(f"{k} {v}" for k, v in result.flow_states.items())
+    print(f"{result.packets} packets, {result.flows} flows ({states})", file=report)
+    for err in result.capture_errors:
+        print(f"dpi flows: error: {err}", file=sys.stderr)
+    return 1 if result.capture_errors else 0
+
+
 def cmd_info(args) -> int:
     from dpi.info import render, summarize
 
@@ -173,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Suricata-style setting: stream.reassembly.depth, stream.reassembly.memcap",
     )
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("flows", help="write one EVE flow event per flow (and a stats event)")
+    p.add_argument("pcap", nargs="+")
+    p.add_argument("--eve", default="flows.json", help="EVE JSON output path ('-' for stdout)")
+    p.add_argument("--reader", choices=READERS, default="native")
+    p.set_defaults(func=cmd_flows)
 
     p = sub.add_parser("streams", help="write each reassembled TCP direction to a file (tcpflow names)")
     p.add_argument("pcap", nargs="+")

@@ -17,7 +17,7 @@ from dpi.decode import decode_batch
 from dpi.decode.status import Status, count_by_status
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
-from dpi.flow.table import TRACKABLE, FlowTable, track_flows
+from dpi.flow.table import FLOW_STATES, TRACKABLE, FlowTable, flow_states, track_flows
 from dpi.output.eve import EveWriter, format_timestamp
 from dpi.rules import RuleSet, load_rules
 from dpi.stream.tcp import StreamConfig, TcpReassembler
@@ -33,6 +33,7 @@ class ScanResult:
     not_tracked: dict[str, int] = field(default_factory=dict)
     stream: dict[str, int] = field(default_factory=dict)
     detect: dict[str, int] = field(default_factory=dict)
+    flow_states: dict[str, int] = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     capture_errors: list[CaptureError] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -42,6 +43,14 @@ class ScanResult:
     @property
     def ok(self) -> bool:
         return not self.capture_errors
+
+
+def trackable_packets(decoded) -> tuple[np.ndarray, np.ndarray]:
+    """(packets that enter flow tracking, fragments): fragments wait for defragmentation
+    (a stage still to come) and are counted, not tracked."""
+    trackable = TRACKABLE[decoded.status]
+    fragment = (decoded.status == Status.FRAGMENT) | (trackable & (decoded.is_fragment != 0))
+    return trackable & ~fragment, fragment
 
 
 class Scanner:
@@ -81,10 +90,7 @@ class Scanner:
             res.first_ts = lo if res.first_ts is None else min(res.first_ts, lo)
             res.last_ts = hi if res.last_ts is None else max(res.last_ts, hi)
         self._status_counts += np.bincount(decoded.status, minlength=256)
-        trackable = TRACKABLE[decoded.status]
-        # fragments wait for defragmentation (next stage to come); counted, not tracked
-        fragment = (decoded.status == Status.FRAGMENT) | (trackable & (decoded.is_fragment != 0))
-        eligible = trackable & ~fragment
+        eligible, fragment = trackable_packets(decoded)
         self._not_tracked["fragment_awaiting_defrag"] += int(fragment.sum())
         flow, direction, established = track_flows(self.flows, eligible, batch, decoded)
         self._not_tracked["flow_table_full"] += int((eligible & (flow < 0)).sum())
@@ -165,6 +171,7 @@ def scan(
     variables: dict | None = None,
     engine: str = "numba",
     stream_config: StreamConfig | None = None,
+    flow_events: bool = True,
 ) -> ScanResult:
     """Scan captures with rule files; writes EVE alerts and a closing stats event."""
     t0 = time.perf_counter()
@@ -185,6 +192,55 @@ def scan(
     result = scanner.finish()
     result.alerts = writer.alerts
     result.timings["rules_compile"] = compile_s
+    if flow_events:
+        write_flow_events(writer, scanner.flows, writer.alerted_flows, result)
+    writer.write_event(stats_event(result))
+    return result
+
+
+def write_flow_events(writer: EveWriter, flows: FlowTable, alerted_flows, result: ScanResult) -> None:
+    """End of capture: one EVE flow event per flow (reason "shutdown": flow timeouts come
+    later), and the flow counts by state for the stats event."""
+    states = flow_states(flows)
+    alerted = np.zeros(flows.n_flows, dtype=bool)
+    alerted[list(alerted_flows)] = True
+    writer.write_flows(flows, states, alerted)
+    counts = np.bincount(states, minlength=len(FLOW_STATES))
+    result.flow_states = {name: int(counts[i]) for i, name in enumerate(FLOW_STATES)}
+
+
+def flows_only(
+    pcaps: list[str], eve: TextIO, reader: str = "native", batch_size: int = DEFAULT_BATCH_SIZE
+) -> ScanResult:
+    """`dpi flows`: decode and flow tracking only; writes flow events and a stats event."""
+    table = FlowTable()
+    result = ScanResult()
+    statuses = np.zeros(256, dtype=np.int64)
+    not_tracked: Counter[str] = Counter()
+    for path in pcaps:
+        try:
+            cap = open_capture(path, reader=reader, batch_size=batch_size)
+            for batch in cap.batches():
+                decoded = decode_batch(batch)
+                result.packets += len(batch)
+                result.bytes += int(batch.caplen.sum())
+                if len(batch):
+                    hi = int(batch.ts_ns.max())
+                    result.last_ts = hi if result.last_ts is None else max(result.last_ts, hi)
+                statuses += np.bincount(decoded.status, minlength=256)
+                eligible, fragment = trackable_packets(decoded)
+                not_tracked["fragment_awaiting_defrag"] += int(fragment.sum())
+                flow, _, _ = track_flows(table, eligible, batch, decoded)
+                not_tracked["flow_table_full"] += int((eligible & (flow < 0)).sum())
+            if cap.error is not None:
+                result.capture_errors.append(cap.error)
+        except CaptureError as exc:
+            result.capture_errors.append(exc)
+    result.flows = table.n_flows
+    result.decode = count_by_status(np.repeat(np.arange(256, dtype=np.uint8), statuses))
+    result.not_tracked = dict(not_tracked)
+    writer = EveWriter(eve)
+    write_flow_events(writer, table, (), result)
     writer.write_event(stats_event(result))
     return result
 
@@ -202,7 +258,7 @@ def stats_event(result: ScanResult) -> dict:
                 "errors": [str(e) for e in result.capture_errors],
             },
             "decoder": {"pkts": result.packets, "bytes": result.bytes, "status": decode},
-            "flow": {"total": result.flows, "not_tracked": result.not_tracked},
+            "flow": {"total": result.flows, **result.flow_states, "not_tracked": result.not_tracked},
             "tcp": result.stream,
             "detect": {"alert": result.alerts, **result.detect, **result.rules},
         },

@@ -32,6 +32,9 @@ HS_SYN = 1  # client SYN seen
 HS_SYNACK = 2  # server SYN/ACK seen
 HS_ACK = 4  # client ACK after the SYN/ACK seen: established
 HS_MIDSTREAM = 8  # picked up without a handshake (counted as established, as Suricata's midstream mode)
+HS_FIN_TO_SERVER = 16  # the client sent a FIN
+HS_FIN_TO_CLIENT = 32  # the server sent a FIN
+HS_RST = 64  # either side sent a RST
 
 EMPTY = -1
 
@@ -68,6 +71,9 @@ class FlowTable:
     pkts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     bytes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     tcp_state: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    tcp_flags: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 2), dtype=np.uint8)
+    )  # OR per direction
     counters: np.ndarray = field(default_factory=lambda: np.zeros(N_COUNTERS, dtype=np.int64))
 
     _PER_FLOW = (
@@ -87,6 +93,7 @@ class FlowTable:
         "pkts",
         "bytes",
         "tcp_state",
+        "tcp_flags",
     )
 
     @property
@@ -208,6 +215,7 @@ def assign_flows(
     t_pkts,
     t_bytes,
     t_tcp_state,
+    t_tcp_flags,
     counters,
     out_flow,
     out_dir,
@@ -290,6 +298,8 @@ def assign_flows(
             t_bytes[f, 0] = 0
             t_bytes[f, 1] = 0
             t_tcp_state[f] = 0
+            t_tcp_flags[f, 0] = 0
+            t_tcp_flags[f, 1] = 0
             counters[CNT_NEW_FLOWS] += 1
         d = TO_SERVER if (src_is_a == (t_client_is_a[f] == 1)) else TO_CLIENT
         out_flow[i] = f
@@ -310,7 +320,12 @@ def assign_flows(
                 st |= HS_ACK
             elif not syn and (st & (HS_SYN | HS_SYNACK)) == 0:
                 st |= HS_MIDSTREAM
+            if flags & TH_FIN:
+                st |= HS_FIN_TO_SERVER if d == TO_SERVER else HS_FIN_TO_CLIENT
+            if flags & TH_RST:
+                st |= HS_RST
             t_tcp_state[f] = st
+            t_tcp_flags[f, d] |= flags
             out_established[i] = 1 if (st & (HS_ACK | HS_MIDSTREAM)) else 0
         else:
             # UDP and others: established once both directions have been seen (as Suricata)
@@ -359,9 +374,29 @@ def track_flows(table: FlowTable, eligible: np.ndarray, packets, decoded):
         table.pkts,
         table.bytes,
         table.tcp_state,
+        table.tcp_flags,
         table.counters,
         out_flow,
         out_dir,
         out_est,
     )
     return out_flow, out_dir, out_est
+
+
+FLOW_STATES = ("new", "established", "closed")
+
+
+def flow_states(table: FlowTable) -> np.ndarray:
+    """Each flow's state as Suricata names it in flow events: 0 new, 1 established, 2 closed
+    (TCP: a RST, or a FIN each way). Other protocols are established once both directions
+    have been seen."""
+    n = table.n_flows
+    st = table.tcp_state[:n]
+    tcp = table.proto[:n] == TCP
+    closed = ((st & HS_RST) != 0) | (
+        (st & (HS_FIN_TO_SERVER | HS_FIN_TO_CLIENT)) == (HS_FIN_TO_SERVER | HS_FIN_TO_CLIENT)
+    )
+    tcp_est = (st & (HS_ACK | HS_MIDSTREAM)) != 0
+    both = (table.pkts[:n, 0] > 0) & (table.pkts[:n, 1] > 0)
+    state = np.where(tcp, np.where(closed, 2, np.where(tcp_est, 1, 0)), np.where(both, 1, 0))
+    return state.astype(np.uint8)

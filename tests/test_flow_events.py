@@ -1,0 +1,153 @@
+"""EVE flow events: Suricata's fields, and packet/byte counts equal to tshark's per
+conversation and direction."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from collections import Counter
+
+import pytest
+
+from dpi.cli import main
+from dpi.pipeline import flows_only
+from tests.conftest import REPO, SHARED_DATA, tcp_session, write_pcap
+
+CAPTURES = [
+    "zeek/wikipedia.pcap",
+    "zeek/http-pipelined-requests.pcap",
+    "zeek/smtp.pcap",
+    "zeek/dns-edns-ecs.pcap",
+    "zeek/http-vlan.pcap",
+    "zeek/ftp-ipv6.pcap",
+    "dpkt/dns-icmp.pcap",
+    "ndpi/syslog.pcap",
+    "ndpi/sip.pcap",
+    "ndpi/1kxun.pcap",
+    "ndpi/quic.pcap",
+    "tcpreplay/test.pcap",
+    "chrissanders/http-espn.pcapng",
+]
+
+
+def _events(path) -> list[dict]:
+    out = io.StringIO()
+    flows_only([str(path)], out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def _tshark_counts(path, proto: str) -> Counter:
+    """{(src, sport, dst, dport): [frames, bytes]} from tshark's dissection; frames inside a
+    tunnel or quoted by an ICMP error are not this protocol's conversations, and a datagram
+    tshark reassembled from IP fragments is left out: dpi counts fragments apart until its
+    defragmentation lands (they are in the stats event as fragment_awaiting_defrag)."""
+    fields = [
+        "frame.protocols",
+        "ip.src",
+        "ipv6.src",
+        f"{proto}.srcport",
+        "ip.dst",
+        "ipv6.dst",
+        f"{proto}.dstport",
+        "frame.len",
+        "ip.frag_offset",
+        "ipv6.fraghdr.offset",
+    ]
+    args = ["tshark", "-r", str(path), "-Y", proto, "-T", "fields", "-E", "separator=|"]
+    for f in fields:
+        args += ["-e", f]
+    rows = subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()
+    counts: Counter = Counter()
+    for row in rows:
+        layers, s4, s6, sp, d4, d6, dp, length, frag4, frag6 = row.split("|")
+        chain = layers.split(":")
+        if chain.count("ip") + chain.count("ipv6") != 1 or "," in s4 + s6 + sp:
+            continue
+        if (frag4 and int(frag4) > 0) or (frag6 and int(frag6) > 0):
+            continue
+        key = (s4 or s6, int(sp), d4 or d6, int(dp))
+        counts[key + ("frames",)] += 1
+        counts[key + ("bytes",)] += int(length)
+    return counts
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_counts_match_tshark(capture):
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark not installed: the independent oracle for this test")
+    path = SHARED_DATA / "pcaps" / capture
+    if not path.exists():
+        pytest.skip(f"{path} not found (needs ../shared/data)")
+    ours: Counter = Counter()
+    for e in _events(path):
+        if e["event_type"] != "flow" or e["proto"] not in ("TCP", "UDP"):
+            continue
+        fwd = (e["src_ip"], e["src_port"], e["dest_ip"], e["dest_port"])
+        rev = (e["dest_ip"], e["dest_port"], e["src_ip"], e["src_port"])
+        fl = e["flow"]
+        for key, pk, by in (
+            (fwd, fl["pkts_toserver"], fl["bytes_toserver"]),
+            (rev, fl["pkts_toclient"], fl["bytes_toclient"]),
+        ):
+            if pk:
+                ours[key + ("frames",)] += pk
+                ours[key + ("bytes",)] += by
+    theirs = _tshark_counts(path, "tcp") + _tshark_counts(path, "udp")
+    assert theirs, "tshark counted nothing: the test would prove nothing"
+    assert ours == theirs
+
+
+def test_flow_event_fields_and_states(tmp_path):
+    pkts = tcp_session([b"hello"], replies=[b"world"])
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    fin = (
+        Ether()
+        / IP(src="10.0.0.2", dst="10.0.0.1")
+        / TCP(sport=80, dport=40000, flags="FA", seq=5006, ack=1007)
+    )
+    fin.time = pkts[-1].time + 1.5
+    events = _events(write_pcap(tmp_path / "a.pcap", [*pkts, fin]))
+    flows = [e for e in events if e["event_type"] == "flow"]
+    assert len(flows) == 1
+    e = flows[0]
+    assert (e["src_ip"], e["src_port"], e["dest_ip"], e["dest_port"], e["proto"]) == (
+        "10.0.0.1",
+        40000,
+        "10.0.0.2",
+        80,
+        "TCP",
+    )
+    f = e["flow"]
+    assert (f["pkts_toserver"], f["pkts_toclient"]) == (4, 3)
+    assert f["state"] == "closed" and f["reason"] == "shutdown" and f["alerted"] is False
+    assert f["age"] == 1 and f["start"].startswith("2011-03-13T")
+    assert e["tcp"]["syn"] and e["tcp"]["fin"] and e["tcp"]["tcp_flags_ts"] == "1b"
+    assert events[-1]["event_type"] == "stats"
+    assert events[-1]["stats"]["flow"]["closed"] == 1
+
+
+def test_scan_writes_flow_events_with_alerted(tmp_path):
+    rules = tmp_path / "t.rules"
+    rules.write_text('alert tcp any any -> any 80 (msg:"get"; content:"GET "; depth:4; sid:1;)\n')
+    eve = tmp_path / "eve.json"
+    assert (
+        main(["scan", str(REPO / "pcaps" / "wikipedia.pcap"), "--rules", str(rules), "--eve", str(eve)]) == 0
+    )
+    events = [json.loads(line) for line in eve.read_text().splitlines()]
+    alerted_ids = {e["flow_id"] for e in events if e["event_type"] == "alert"}
+    flows = {e["flow_id"]: e for e in events if e["event_type"] == "flow"}
+    assert len(flows) == 34 and alerted_ids
+    assert {i for i, e in flows.items() if e["flow"]["alerted"]} == alerted_ids
+    assert events[-1]["event_type"] == "stats"
+
+
+def test_flows_command(tmp_path, capsys):
+    out = tmp_path / "flows.json"
+    assert main(["flows", str(REPO / "pcaps" / "wikipedia.pcap"), "--eve", str(out)]) == 0
+    assert "34 flows" in capsys.readouterr().out
+    kinds = Counter(json.loads(line)["event_type"] for line in out.read_text().splitlines())
+    assert kinds == {"flow": 34, "stats": 1}
