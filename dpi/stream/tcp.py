@@ -85,7 +85,8 @@ CUR_SIDE = 1  # side-buffer bytes written
 CUR_NEXT_SLOT = 2  # next free matcher-state slot
 CUR_FREE = 3  # head of the segment free list
 CUR_ARENA_TOP = 4  # first free arena byte
-N_CURSOR = 5
+CUR_ARENA_LIVE = 5  # bytes of live held segments in the arena
+N_CURSOR = 6
 
 # Settings the kernels read, as one small int64 array.
 LIM_MAX_HELD = 0
@@ -151,6 +152,7 @@ def _compact(pool):
 
 @nb.njit(cache=True, inline="always")
 def _free_segment(pool, cur, s):
+    cur[CUR_ARENA_LIVE] -= pool.length[s]
     pool.live[s] = 0
     pool.next[s] = cur[CUR_FREE]
     cur[CUR_FREE] = s
@@ -218,18 +220,17 @@ def _drop_held(st, pool, cur, f, d):
 def _hold(st, pool, cur, buf, f, d, data_seq, po, plen, ts, num, counters):
     """Copy an out-of-order segment into the arena, in sequence order; False when full."""
     arena = pool.arena
-    if cur[CUR_FREE] < 0 or plen > arena.shape[0]:
-        return False
+    if cur[CUR_FREE] < 0 or cur[CUR_ARENA_LIVE] + plen > arena.shape[0]:
+        return False  # the pool or the arena is full: compacting would not make room
     if cur[CUR_ARENA_TOP] + plen > arena.shape[0]:
-        cur[CUR_ARENA_TOP] = _compact(pool)
+        cur[CUR_ARENA_TOP] = _compact(pool)  # room exists, behind freed segments
         counters[CNT_COMPACTIONS] += 1
-        if cur[CUR_ARENA_TOP] + plen > arena.shape[0]:
-            return False
     s = cur[CUR_FREE]
     cur[CUR_FREE] = pool.next[s]
     top = cur[CUR_ARENA_TOP]
     arena[top : top + plen] = buf[po : po + plen]
     cur[CUR_ARENA_TOP] = top + plen
+    cur[CUR_ARENA_LIVE] += plen
     pool.arena_off[s] = top
     pool.seq[s] = data_seq
     pool.length[s] = plen
