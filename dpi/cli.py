@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from dpi.capture import DEFAULT_BATCH_SIZE, READERS
@@ -21,22 +22,44 @@ def _parse_vars(items: list[str]) -> dict[str, str]:
     return out
 
 
-def cmd_scan(args) -> int:
-    from dpi.pipeline import scan
+def _missing(command: str, paths) -> bool:
+    """Say which input does not exist (the caller then exits 2)."""
+    for p in paths:
+        if not Path(p).exists():
+            print(f"dpi {command}: {p}: no such file", file=sys.stderr)
+            return True
+    return False
+
+
+def _stream_settings(command: str, assignments: list[str]):
+    """The StreamConfig for --set items, or None after saying what is wrong."""
     from dpi.settings import SettingsError, stream_config
 
     try:
-        config = stream_config(args.set)
+        return stream_config(assignments)
     except SettingsError as exc:
-        print(f"dpi scan: {exc}", file=sys.stderr)
-        return 2
+        print(f"dpi {command}: {exc}", file=sys.stderr)
+        return None
 
-    for p in list(args.pcap) + list(args.rules):
-        if not Path(p).exists():
-            print(f"dpi scan: {p}: no such file", file=sys.stderr)
-            return 2
-    out = sys.stdout if args.eve == "-" else open(args.eve, "w", encoding="utf-8")
-    try:
+
+@contextmanager
+def _eve_output(path: str):
+    """The EVE destination ('-' is stdout), and where the human summary goes (stderr when
+    the events take stdout)."""
+    if path == "-":
+        yield sys.stdout, sys.stderr
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        yield fh, sys.stdout
+
+
+def cmd_scan(args) -> int:
+    from dpi.pipeline import scan
+
+    config = _stream_settings("scan", args.set)
+    if config is None or _missing("scan", list(args.pcap) + list(args.rules)):
+        return 2
+    with _eve_output(args.eve) as (out, report):
         result = scan(
             args.pcap,
             args.rules,
@@ -47,10 +70,6 @@ def cmd_scan(args) -> int:
             engine=args.engine,
             stream_config=config,
         )
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    report = sys.stderr if args.eve == "-" else sys.stdout
     rules = result.rules
     print(
         f"{result.packets} packets, {result.flows} flows, {result.alerts} alerts; "
@@ -89,17 +108,10 @@ def _print_alert_table(eve_path: str, out) -> None:
 
 def cmd_streams(args) -> int:
     from dpi.output.streams import write_streams
-    from dpi.settings import SettingsError, stream_config
 
-    try:
-        config = stream_config(args.set)
-    except SettingsError as exc:
-        print(f"dpi streams: {exc}", file=sys.stderr)
+    config = _stream_settings("streams", args.set)
+    if config is None or _missing("streams", args.pcap):
         return 2
-    for p in args.pcap:
-        if not Path(p).exists():
-            print(f"dpi streams: {p}: no such file", file=sys.stderr)
-            return 2
     writer, errors = write_streams(args.pcap, args.out, reader=args.reader, config=config)
     gaps = sum(len(sf.gaps) for sf in writer.files.values())
     total = sum(sf.bytes for sf in writer.files.values())
@@ -112,17 +124,10 @@ def cmd_streams(args) -> int:
 def cmd_flows(args) -> int:
     from dpi.pipeline import flows_only
 
-    for p in args.pcap:
-        if not Path(p).exists():
-            print(f"dpi flows: {p}: no such file", file=sys.stderr)
-            return 2
-    out = sys.stdout if args.eve == "-" else open(args.eve, "w", encoding="utf-8")
-    try:
+    if _missing("flows", args.pcap):
+        return 2
+    with _eve_output(args.eve) as (out, report):
         result = flows_only(args.pcap, out, reader=args.reader)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    report = sys.stderr if args.eve == "-" else sys.stdout
     states = ", ".join(f"{k} {v}" for k, v in result.flow_states.items())
     print(f"{result.packets} packets, {result.flows} flows ({states})", file=report)
     for err in result.capture_errors:
@@ -133,12 +138,11 @@ def cmd_flows(args) -> int:
 def cmd_info(args) -> int:
     from dpi.info import render, summarize
 
+    if _missing("info", args.pcap):
+        return 2
     status = 0
     docs = []
     for path in args.pcap:
-        if not Path(path).exists():
-            print(f"dpi info: {path}: no such file", file=sys.stderr)
-            return 2
         summary = summarize(path, reader=args.reader, progress=not args.json)
         if summary.error:
             status = 1
