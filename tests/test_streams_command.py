@@ -103,3 +103,15 @@ def _padded_directions(path) -> set:
                 (ip(d.src_hi[i], d.src_lo[i]), int(d.sport[i]), ip(d.dst_hi[i], d.dst_lo[i]), int(d.dport[i]))
             )
     return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 1000])
+def test_holes_found_across_and_within_batches(tmp_path, batch_size):
+    data = bytes(range(256)) * 4
+    segs = [data[i : i + 100] for i in range(0, len(data), 100)]
+    pkts = tcp_session(segs, order=[i for i in range(len(segs)) if i not in (2, 7)])
+    pcap = write_pcap(tmp_path / "a.pcap", pkts)
+    writer, _ = write_streams([str(pcap)], str(tmp_path / "out"), batch_size=batch_size)
+    up = writer.files[(0, 0)]
+    assert up.gaps == [{"offset": 200, "length": 100}, {"offset": 700, "length": 100}]
+    assert (tmp_path / "out" / up.file).read_bytes() == data[:200] + data[300:700] + data[800:]

@@ -110,27 +110,37 @@ class StreamWriter:
         key = key[np.argsort(key, kind="stable")]
         starts = np.r_[0, np.nonzero(np.diff(key))[0] + 1]
         ends = np.r_[starts[1:], len(key)]
-        byte_ends = np.cumsum(chunks.length[order])
-        byte_starts = byte_ends - chunks.length[order]
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        length = chunks.length[order]
+        pos = chunks.stream_pos[order]
+        byte_ends = np.cumsum(length)
+        byte_starts = byte_ends - length
+        # holes inside this batch: a chunk starting past the end of the one before it
+        prev_end = np.r_[-1, (pos + length)[:-1]]
+        inner_gap = pos > prev_end
+        inner_gap[starts] = False
+        gap_rows = np.nonzero(inner_gap)[0]
+        gap_group = np.searchsorted(starts, gap_rows, side="right") - 1
+        gaps_by_group: dict[int, list[dict]] = {}
+        for g, at, ln in zip(
+            gap_group.tolist(), prev_end[gap_rows].tolist(), (pos - prev_end)[gap_rows].tolist(), strict=True
+        ):
+            gaps_by_group.setdefault(g, []).append({"offset": at, "length": ln})
+        for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             f, d = divmod(int(key[s]), 2)
             sf = self.files.get((f, d))
+            first = int(pos[s])
             if sf is None:
                 sf = self.files[(f, d)] = self._describe(f, d, int(chunks.ts_ns[order[s]]))
-                sf.next_pos = int(chunks.stream_pos[order[s]])
+                sf.next_pos = first
                 (self.out_dir / sf.file).write_bytes(b"")
-            # holes: where a chunk starts past the end of the previous one
-            pos = chunks.stream_pos[order[s:e]]
-            prev_end = np.r_[sf.next_pos, (pos + chunks.length[order[s:e]])[:-1]]
-            for at, ln in zip(
-                prev_end[pos > prev_end].tolist(), (pos - prev_end)[pos > prev_end].tolist(), strict=True
-            ):
-                sf.gaps.append({"offset": int(at), "length": int(ln)})
+            if first > sf.next_pos:  # a hole between the last batch and this one
+                sf.gaps.append({"offset": sf.next_pos, "length": first - sf.next_pos})
+            sf.gaps.extend(gaps_by_group.get(g, ()))
             data = out[int(byte_starts[s]) : int(byte_ends[e - 1])]
             with open(self.out_dir / sf.file, "ab") as fh:
                 fh.write(data.tobytes())
             sf.bytes += len(data)
-            sf.next_pos = int(pos[-1] + chunks.length[order[e - 1]])
+            sf.next_pos = int(pos[e - 1] + length[e - 1])
 
     def write_index(self, extra: dict) -> Path:
         path = self.out_dir / "index.json"
