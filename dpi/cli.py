@@ -178,6 +178,18 @@ def cmd_rules_check(args) -> int:
     return 1 if ruleset.errors and args.strict else 0
 
 
+def _add_settings_option(parser: argparse.ArgumentParser) -> None:
+    from dpi.settings import STREAM_KEYS
+
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"Suricata-style setting, one of: {', '.join(sorted(STREAM_KEYS))}",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dpi", description="Deep-packet-inspection research testbed")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,13 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="numba", help="matcher engine: numba, pyahocorasick, hyperscan")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Suricata-style setting: stream.reassembly.depth, stream.reassembly.memcap",
-    )
+    _add_settings_option(p)
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("flows", help="write one EVE flow event per flow (and a stats event)")
@@ -209,13 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pcap", nargs="+")
     p.add_argument("--out", "-o", required=True, help="output folder (created if missing)")
     p.add_argument("--reader", choices=READERS, default="native")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Suricata-style setting: stream.reassembly.depth, stream.reassembly.memcap",
-    )
+    _add_settings_option(p)
     p.set_defaults(func=cmd_streams)
 
     p = sub.add_parser("info", help="capinfos-like summary of captures")
