@@ -12,7 +12,7 @@ import numpy as np
 
 from dpi.detect.compile import DetectionDatabase
 from dpi.detect.kernels import counting_order, detect_headers, detect_streams, last_per_group
-from dpi.flow.table import TO_SERVER, FlowTable
+from dpi.flow.table import FlowTable, endpoints, established
 from dpi.stream.chunks import ChunkTable
 
 # a datagram's records are grouped under a key of their own, above every stream slot
@@ -37,20 +37,6 @@ class AlertBatch:
     def empty() -> AlertBatch:
         z = np.zeros(0, np.int64)
         return AlertBatch(z, z.copy(), z.copy(), z.copy(), np.zeros(0, np.uint8))
-
-
-def _endpoints(flows: FlowTable, flow: np.ndarray, direction: np.ndarray):
-    """(src_hi, src_lo, sport, dst_hi, dst_lo, dport) of packets given flow and direction."""
-    f = np.maximum(flow, 0)
-    client_is_a = flows.client_is_a[f] == 1
-    src_is_a = np.where(direction == TO_SERVER, client_is_a, ~client_is_a)
-    s_hi = np.where(src_is_a, flows.a_hi[f], flows.b_hi[f])
-    s_lo = np.where(src_is_a, flows.a_lo[f], flows.b_lo[f])
-    sp = np.where(src_is_a, flows.a_port[f], flows.b_port[f]).astype(np.int64)
-    d_hi = np.where(src_is_a, flows.b_hi[f], flows.a_hi[f])
-    d_lo = np.where(src_is_a, flows.b_lo[f], flows.a_lo[f])
-    dp = np.where(src_is_a, flows.b_port[f], flows.a_port[f]).astype(np.int64)
-    return s_hi, s_lo, sp, d_hi, d_lo, dp
 
 
 class Detector:
@@ -125,10 +111,10 @@ class Detector:
         by_pat = counting_order(group, n_groups, counting_order(pattern, db.n_patterns, sel))
         o_key, o_pattern, o_pos = group_keys[group[by_pat]], pattern[by_pat], pos[by_pat]
         corder = np.argsort(ch_key, kind="stable")
-        s_hi, s_lo, sp, d_hi, d_lo, dp = _endpoints(flows, chunks.flow, chunks.direction)
+        s_hi, s_lo, sp, d_hi, d_lo, dp = endpoints(flows, chunks.flow, chunks.direction)
         proto = flows.proto[np.maximum(chunks.flow, 0)].astype(np.int64)
         # a chunk released at the end of the capture has no packet: use the flow's final state
-        est = self._final_established(flows, chunks.flow, chunks.direction)
+        est = established(flows, chunks.flow)
         if len(established_at):
             pkt = chunks.packet
             est = np.where(pkt >= 0, established_at[np.clip(pkt, 0, len(established_at) - 1)], est)
@@ -197,16 +183,6 @@ class Detector:
             rule, chunks.ts_ns[chunk], chunks.number[chunk], chunks.flow[chunk], chunks.direction[chunk]
         )
 
-    @staticmethod
-    def _final_established(flows: FlowTable, flow, direction):
-        from dpi.flow.table import HS_ACK, HS_MIDSTREAM
-
-        f = np.maximum(flow, 0)
-        tcp = flows.proto[f] == 6
-        tcp_est = (flows.tcp_state[f] & (HS_ACK | HS_MIDSTREAM)) != 0
-        both = (flows.pkts[f, 0] > 0) & (flows.pkts[f, 1] > 0)
-        return np.where(tcp, tcp_est, both)
-
     def _keep_history(self, group_keys, group, pattern, pos, n_groups, active_keys):
         """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch
         (records in stream order within each group); past HISTORY_MAX_RECORDS in all, the
@@ -225,7 +201,7 @@ class Detector:
         db = self.db
         if len(db.header_rules) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        s_hi, s_lo, sp, d_hi, d_lo, dp = _endpoints(flows, flow, direction)
+        s_hi, s_lo, sp, d_hi, d_lo, dp = endpoints(flows, flow, direction)
         proto = decoded.proto.astype(np.int64)
         cap = max(1024, len(flow))
         while True:

@@ -386,17 +386,36 @@ def track_flows(table: FlowTable, eligible: np.ndarray, packets, decoded):
 FLOW_STATES = ("new", "established", "closed")
 
 
+def endpoints(table: FlowTable, flow: np.ndarray, direction: np.ndarray):
+    """(src_hi, src_lo, sport, dst_hi, dst_lo, dport) of packets sent in ``direction`` on
+    ``flow`` (TO_SERVER: the client is the source). A flow index of -1 reads flow 0."""
+    f = np.maximum(flow, 0)
+    client_is_a = table.client_is_a[f] == 1
+    src_is_a = np.where(direction == TO_SERVER, client_is_a, ~client_is_a)
+    s_hi = np.where(src_is_a, table.a_hi[f], table.b_hi[f])
+    s_lo = np.where(src_is_a, table.a_lo[f], table.b_lo[f])
+    sp = np.where(src_is_a, table.a_port[f], table.b_port[f]).astype(np.int64)
+    d_hi = np.where(src_is_a, table.b_hi[f], table.a_hi[f])
+    d_lo = np.where(src_is_a, table.b_lo[f], table.a_lo[f])
+    dp = np.where(src_is_a, table.b_port[f], table.a_port[f]).astype(np.int64)
+    return s_hi, s_lo, sp, d_hi, d_lo, dp
+
+
+def established(table: FlowTable, flow: np.ndarray) -> np.ndarray:
+    """Whether each flow counts as established now: TCP after the handshake (or a
+    midstream pick-up), other protocols once both directions have been seen."""
+    f = np.maximum(flow, 0)
+    tcp_est = (table.tcp_state[f] & (HS_ACK | HS_MIDSTREAM)) != 0
+    both = (table.pkts[f, 0] > 0) & (table.pkts[f, 1] > 0)
+    return np.where(table.proto[f] == TCP, tcp_est, both)
+
+
 def flow_states(table: FlowTable) -> np.ndarray:
     """Each flow's state as Suricata names it in flow events: 0 new, 1 established, 2 closed
-    (TCP: a RST, or a FIN each way). Other protocols are established once both directions
-    have been seen."""
+    (TCP: a RST, or a FIN each way)."""
     n = table.n_flows
     st = table.tcp_state[:n]
-    tcp = table.proto[:n] == TCP
-    closed = ((st & HS_RST) != 0) | (
-        (st & (HS_FIN_TO_SERVER | HS_FIN_TO_CLIENT)) == (HS_FIN_TO_SERVER | HS_FIN_TO_CLIENT)
-    )
-    tcp_est = (st & (HS_ACK | HS_MIDSTREAM)) != 0
-    both = (table.pkts[:n, 0] > 0) & (table.pkts[:n, 1] > 0)
-    state = np.where(tcp, np.where(closed, 2, np.where(tcp_est, 1, 0)), np.where(both, 1, 0))
-    return state.astype(np.uint8)
+    both_fins = HS_FIN_TO_SERVER | HS_FIN_TO_CLIENT
+    closed = (table.proto[:n] == TCP) & (((st & HS_RST) != 0) | ((st & both_fins) == both_fins))
+    est = established(table, np.arange(n))
+    return np.where(closed, 2, np.where(est, 1, 0)).astype(np.uint8)

@@ -43,6 +43,30 @@ def proto_name(proto: int) -> str:
     return PROTO_NAMES.get(int(proto), str(int(proto)))
 
 
+PORTED = (6, 17, 132)  # protocols whose EVE events carry ports
+
+
+def endpoint_fields(flows, flow: np.ndarray, direction: np.ndarray) -> list[dict]:
+    """src_ip, src_port, dest_ip, dest_port and proto, as EVE writes them, for packets sent
+    in ``direction`` on ``flow`` (TO_SERVER: the client is the source)."""
+    from dpi.flow.table import endpoints
+
+    s_hi, s_lo, sp, d_hi, d_lo, dp = (c.tolist() for c in endpoints(flows, flow, direction))
+    ver = flows.ip_version[flow].tolist()
+    proto = flows.proto[flow].tolist()
+    out = []
+    for i in range(len(ver)):
+        fields = {"src_ip": format_address(s_hi[i], s_lo[i], ver[i])}
+        if proto[i] in PORTED:
+            fields["src_port"] = sp[i]
+        fields["dest_ip"] = format_address(d_hi[i], d_lo[i], ver[i])
+        if proto[i] in PORTED:
+            fields["dest_port"] = dp[i]
+        fields["proto"] = proto_name(proto[i])
+        out.append(fields)
+    return out
+
+
 class EveWriter:
     """Writes EVE events as JSON lines. Payload bytes are never written unless asked
     (data minimisation is the default)."""
@@ -64,19 +88,8 @@ class EveWriter:
         if len(alerts) == 0:
             return
         f = alerts.flow
-        client_is_a = flows.client_is_a[f] == 1
-        src_is_a = np.where(alerts.direction == 0, client_is_a, ~client_is_a)
-        cols = {
-            "s_hi": np.where(src_is_a, flows.a_hi[f], flows.b_hi[f]).tolist(),
-            "s_lo": np.where(src_is_a, flows.a_lo[f], flows.b_lo[f]).tolist(),
-            "sp": np.where(src_is_a, flows.a_port[f], flows.b_port[f]).tolist(),
-            "d_hi": np.where(src_is_a, flows.b_hi[f], flows.a_hi[f]).tolist(),
-            "d_lo": np.where(src_is_a, flows.b_lo[f], flows.a_lo[f]).tolist(),
-            "dp": np.where(src_is_a, flows.b_port[f], flows.a_port[f]).tolist(),
-            "ver": flows.ip_version[f].tolist(),
-            "proto": flows.proto[f].tolist(),
-            "flow_id": flows.flow_id[f].tolist(),
-        }
+        ends = endpoint_fields(flows, f, alerts.direction)
+        flow_ids = flows.flow_id[f].tolist()
         lines = []
         for i, (r, ts, num, d) in enumerate(
             zip(
@@ -88,20 +101,13 @@ class EveWriter:
             )
         ):
             rule = rules[r]
-            proto = cols["proto"][i]
             event = {
                 "timestamp": format_timestamp(ts),
-                "flow_id": cols["flow_id"][i],
+                "flow_id": flow_ids[i],
                 "pcap_cnt": num,
                 "event_type": "alert",
-                "src_ip": format_address(cols["s_hi"][i], cols["s_lo"][i], cols["ver"][i]),
+                **ends[i],
             }
-            if proto in (6, 17, 132):
-                event["src_port"] = cols["sp"][i]
-            event["dest_ip"] = format_address(cols["d_hi"][i], cols["d_lo"][i], cols["ver"][i])
-            if proto in (6, 17, 132):
-                event["dest_port"] = cols["dp"][i]
-            event["proto"] = proto_name(proto)
             event["direction"] = "to_server" if d == 0 else "to_client"
             event["alert"] = {
                 "action": "allowed",
@@ -135,26 +141,17 @@ def flow_events(flows, states, alerted, reason: str = "shutdown") -> list[dict]:
     from dpi.flow.table import FLOW_STATES
 
     n = flows.n_flows
+    ends = endpoint_fields(flows, np.arange(n), np.zeros(n, np.uint8))
     events = []
-    client_is_a = flows.client_is_a[:n].tolist()
     for f in range(n):
-        a = (flows.a_hi[f], flows.a_lo[f], int(flows.a_port[f]))
-        b = (flows.b_hi[f], flows.b_lo[f], int(flows.b_port[f]))
-        src, dst = (a, b) if client_is_a[f] else (b, a)
-        ver, proto = int(flows.ip_version[f]), int(flows.proto[f])
+        proto = int(flows.proto[f])
         start, end = int(flows.first_ts[f]), int(flows.last_ts[f])
         event = {
             "timestamp": format_timestamp(end),
             "flow_id": int(flows.flow_id[f]),
             "event_type": "flow",
-            "src_ip": format_address(src[0], src[1], ver),
+            **ends[f],
         }
-        if proto in (6, 17, 132):
-            event["src_port"] = src[2]
-        event["dest_ip"] = format_address(dst[0], dst[1], ver)
-        if proto in (6, 17, 132):
-            event["dest_port"] = dst[2]
-        event["proto"] = proto_name(proto)
         event["flow"] = {
             "pkts_toserver": int(flows.pkts[f, 0]),
             "pkts_toclient": int(flows.pkts[f, 1]),

@@ -17,8 +17,8 @@ import numpy as np
 
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, open_capture
 from dpi.decode import decode_batch
-from dpi.flow.table import TRACKABLE, FlowTable, track_flows
-from dpi.output.eve import format_timestamp
+from dpi.flow.table import TRACKABLE, FlowTable, endpoints, track_flows
+from dpi.output.eve import endpoint_fields, format_timestamp
 from dpi.stream import SRC_CAPTURE, ChunkTable, StreamConfig, TcpReassembler
 
 
@@ -75,25 +75,17 @@ class StreamWriter:
 
     def _describe(self, f: int, d: int, ts_ns: int) -> StreamFile:
         fl = self.flows
-        a = (fl.a_hi[f], fl.a_lo[f], fl.a_port[f])
-        b = (fl.b_hi[f], fl.b_lo[f], fl.b_port[f])
-        client, server = (a, b) if fl.client_is_a[f] else (b, a)
-        src, dst = (client, server) if d == 0 else (server, client)
+        flow, direction = np.array([f]), np.array([d])
+        s_hi, s_lo, sp, d_hi, d_lo, dp = (int(c[0]) for c in endpoints(fl, flow, direction))
         ver = int(fl.ip_version[f])
-        name = f"{endpoint_name(src[0], src[1], ver, src[2])}-{endpoint_name(dst[0], dst[1], ver, dst[2])}"
-        v = ipaddress.IPv4Address if ver == 4 else ipaddress.IPv6Address
-
-        def ip(e):
-            value = (int(e[0]) << 64) | int(e[1])
-            return str(v(value & 0xFFFFFFFF if ver == 4 else value))
-
+        ends = endpoint_fields(fl, flow, direction)[0]
         return StreamFile(
-            file=name,
+            file=f"{endpoint_name(s_hi, s_lo, ver, sp)}-{endpoint_name(d_hi, d_lo, ver, dp)}",
             flow_id=int(fl.flow_id[f]),
-            src_ip=ip(src),
-            src_port=int(src[2]),
-            dest_ip=ip(dst),
-            dest_port=int(dst[2]),
+            src_ip=ends["src_ip"],
+            src_port=sp,
+            dest_ip=ends["dest_ip"],
+            dest_port=dp,
             direction="to_server" if d == 0 else "to_client",
             first_timestamp=format_timestamp(ts_ns),
         )
