@@ -12,12 +12,11 @@ from typing import TextIO
 
 import numpy as np
 
-from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, open_capture
-from dpi.decode import decode_batch
-from dpi.decode.status import Status, count_by_status
+from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
-from dpi.flow.table import FLOW_STATES, TRACKABLE, FlowTable, flow_states, track_flows
+from dpi.flow.table import FLOW_STATES, FlowTable, flow_states
+from dpi.flow.tracking import FlowTracker
 from dpi.output.eve import EveWriter, format_timestamp
 from dpi.rules import RuleSet, load_rules
 from dpi.stream.tcp import StreamConfig, TcpReassembler
@@ -45,12 +44,12 @@ class ScanResult:
         return not self.capture_errors
 
 
-def trackable_packets(decoded) -> tuple[np.ndarray, np.ndarray]:
-    """(packets that enter flow tracking, fragments): fragments wait for defragmentation
-    (a stage still to come) and are counted, not tracked."""
-    trackable = TRACKABLE[decoded.status]
-    fragment = (decoded.status == Status.FRAGMENT) | (trackable & (decoded.is_fragment != 0))
-    return trackable & ~fragment, fragment
+def fill_capture_counts(result: ScanResult, tracker: FlowTracker) -> None:
+    result.packets, result.bytes = tracker.packets, tracker.bytes
+    result.first_ts, result.last_ts = tracker.first_ts, tracker.last_ts
+    result.flows = tracker.table.n_flows
+    result.decode = tracker.decode_counts()
+    result.not_tracked = dict(tracker.not_tracked)
 
 
 class Scanner:
@@ -64,12 +63,11 @@ class Scanner:
         max_flows: int = 1_000_000,
     ):
         self.db = db
-        self.flows = FlowTable(max_flows=max_flows)
+        self.tracker = FlowTracker(max_flows=max_flows)
+        self.flows = self.tracker.table
         self.streams = TcpReassembler(stream_config)
         self.detector = Detector(db)
         self.result = ScanResult(rules=rules_summary or {})
-        self._status_counts = np.zeros(256, dtype=np.int64)
-        self._not_tracked: Counter[str] = Counter()
         self.timings: Counter[str] = Counter()
 
     def _tick(self, stage: str, t0: float) -> float:
@@ -79,21 +77,9 @@ class Scanner:
 
     def process_batch(self, batch) -> AlertBatch:
         t = time.perf_counter()
-        decoded = decode_batch(batch)
+        decoded = self.tracker.decode(batch)
         t = self._tick("decode", t)
-        res = self.result
-        n = len(batch)
-        res.packets += n
-        res.bytes += int(batch.caplen.sum())
-        if n:
-            lo, hi = int(batch.ts_ns.min()), int(batch.ts_ns.max())
-            res.first_ts = lo if res.first_ts is None else min(res.first_ts, lo)
-            res.last_ts = hi if res.last_ts is None else max(res.last_ts, hi)
-        self._status_counts += np.bincount(decoded.status, minlength=256)
-        eligible, fragment = trackable_packets(decoded)
-        self._not_tracked["fragment_awaiting_defrag"] += int(fragment.sum())
-        flow, direction, established = track_flows(self.flows, eligible, batch, decoded)
-        self._not_tracked["flow_table_full"] += int((eligible & (flow < 0)).sum())
+        eligible, flow, direction, established = self.tracker.track(batch, decoded)
         t = self._tick("flow", t)
         self.streams.reserve(self.flows.capacity)
         chunks = self.streams.process(
@@ -120,9 +106,7 @@ class Scanner:
 
     def finish(self) -> ScanResult:
         res = self.result
-        res.flows = self.flows.n_flows
-        res.decode = count_by_status(self._status_counts_as_column())
-        res.not_tracked = dict(self._not_tracked)
+        fill_capture_counts(res, self.tracker)
         res.stream = self.streams.stats()
         res.detect = {
             "candidate_checks": int(self.detector.counters[0]),
@@ -133,9 +117,6 @@ class Scanner:
         }
         res.timings = dict(self.timings)
         return res
-
-    def _status_counts_as_column(self) -> np.ndarray:
-        return np.repeat(np.arange(256, dtype=np.uint8), self._status_counts)
 
 
 def build_detection(
@@ -179,15 +160,8 @@ def scan(
     compile_s = time.perf_counter() - t0
     scanner = Scanner(db, rules_summary(ruleset, db), stream_config=stream_config)
     writer = EveWriter(eve)
-    for path in pcaps:
-        try:
-            cap = open_capture(path, reader=reader, batch_size=batch_size)
-            for batch in cap.batches():
-                writer.write_alerts(scanner.process_batch(batch), db.rules, scanner.flows)
-            if cap.error is not None:
-                scanner.result.capture_errors.append(cap.error)
-        except CaptureError as exc:
-            scanner.result.capture_errors.append(exc)
+    for batch in batches_of(pcaps, reader, batch_size, scanner.result.capture_errors):
+        writer.write_alerts(scanner.process_batch(batch), db.rules, scanner.flows)
     writer.write_alerts(scanner.flush(), db.rules, scanner.flows)
     result = scanner.finish()
     result.alerts = writer.alerts
@@ -213,34 +187,13 @@ def flows_only(
     pcaps: list[str], eve: TextIO, reader: str = "native", batch_size: int = DEFAULT_BATCH_SIZE
 ) -> ScanResult:
     """`dpi flows`: decode and flow tracking only; writes flow events and a stats event."""
-    table = FlowTable()
+    tracker = FlowTracker()
     result = ScanResult()
-    statuses = np.zeros(256, dtype=np.int64)
-    not_tracked: Counter[str] = Counter()
-    for path in pcaps:
-        try:
-            cap = open_capture(path, reader=reader, batch_size=batch_size)
-            for batch in cap.batches():
-                decoded = decode_batch(batch)
-                result.packets += len(batch)
-                result.bytes += int(batch.caplen.sum())
-                if len(batch):
-                    hi = int(batch.ts_ns.max())
-                    result.last_ts = hi if result.last_ts is None else max(result.last_ts, hi)
-                statuses += np.bincount(decoded.status, minlength=256)
-                eligible, fragment = trackable_packets(decoded)
-                not_tracked["fragment_awaiting_defrag"] += int(fragment.sum())
-                flow, _, _ = track_flows(table, eligible, batch, decoded)
-                not_tracked["flow_table_full"] += int((eligible & (flow < 0)).sum())
-            if cap.error is not None:
-                result.capture_errors.append(cap.error)
-        except CaptureError as exc:
-            result.capture_errors.append(exc)
-    result.flows = table.n_flows
-    result.decode = count_by_status(np.repeat(np.arange(256, dtype=np.uint8), statuses))
-    result.not_tracked = dict(not_tracked)
+    for batch in batches_of(pcaps, reader, batch_size, result.capture_errors):
+        tracker.track(batch, tracker.decode(batch))
+    fill_capture_counts(result, tracker)
     writer = EveWriter(eve)
-    write_flow_events(writer, table, (), result)
+    write_flow_events(writer, tracker.table, (), result)
     writer.write_event(stats_event(result))
     return result
 

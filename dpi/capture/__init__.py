@@ -26,7 +26,27 @@ def open_capture(path: str, reader: str = "native", batch_size: int = DEFAULT_BA
     raise ValueError(f"unknown reader {reader!r}; choose one of {', '.join(READERS)}")
 
 
+def batches_of(
+    paths: list[str],
+    reader: str = "native",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    errors: list[CaptureError] | None = None,
+):
+    """Every batch of every capture, in order. Damage never stops the loop: each capture's
+    error (after the packets before it) is appended to ``errors``."""
+    for path in paths:
+        try:
+            cap = open_capture(path, reader=reader, batch_size=batch_size)
+            yield from cap.batches()
+            if cap.error is not None and errors is not None:
+                errors.append(cap.error)
+        except CaptureError as exc:
+            if errors is not None:
+                errors.append(exc)
+
+
 __all__ = [
+    "batches_of",
     "CaptureError",
     "CaptureInfo",
     "CaptureReader",

@@ -15,9 +15,9 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, open_capture
-from dpi.decode import decode_batch
-from dpi.flow.table import TRACKABLE, FlowTable, endpoints, track_flows
+from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
+from dpi.flow.table import FlowTable, endpoints
+from dpi.flow.tracking import FlowTracker
 from dpi.output.eve import endpoint_fields, format_timestamp
 from dpi.stream import SRC_CAPTURE, ChunkTable, StreamConfig, TcpReassembler
 
@@ -149,26 +149,17 @@ def write_streams(
     config: StreamConfig | None = None,
 ) -> tuple[StreamWriter, list[CaptureError]]:
     """Reassemble every TCP direction of the captures into files under ``out_dir``."""
-    flows = FlowTable()
+    tracker = FlowTracker()
+    flows = tracker.table
     streams = TcpReassembler(config)
     writer = StreamWriter(Path(out_dir), flows)
     errors: list[CaptureError] = []
-    for path in pcaps:
-        try:
-            cap = open_capture(path, reader=reader, batch_size=batch_size)
-            for batch in cap.batches():
-                dec = decode_batch(batch)
-                eligible = TRACKABLE[dec.status] & (dec.is_fragment == 0)
-                flow, direction, _ = track_flows(flows, eligible, batch, dec)
-                streams.reserve(flows.capacity)
-                writer.write(
-                    batch.buffer,
-                    streams.process(batch.buffer, eligible, dec, batch.ts_ns, batch.number, flow, direction),
-                )
-            if cap.error is not None:
-                errors.append(cap.error)
-        except CaptureError as exc:
-            errors.append(exc)
+    for batch in batches_of(pcaps, reader, batch_size, errors):
+        decoded = tracker.decode(batch)
+        eligible, flow, direction, _ = tracker.track(batch, decoded)
+        streams.reserve(flows.capacity)
+        chunks = streams.process(batch.buffer, eligible, decoded, batch.ts_ns, batch.number, flow, direction)
+        writer.write(batch.buffer, chunks)
     writer.write(np.zeros(0, np.uint8), streams.flush(flows.n_flows))
     writer.write_index({"tcp": streams.stats(), "capture_errors": [str(e) for e in errors]})
     return writer, errors
