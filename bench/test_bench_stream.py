@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 
 from dpi.capture import open_capture
-from dpi.decode import decode_batch
-from dpi.flow import FlowTable, track_flows
-from dpi.flow.table import TRACKABLE
+from dpi.flow.tracking import FlowTracker
 from dpi.gen.tcp import synthetic_tcp_pcap
 from dpi.output.streams import write_streams
 from dpi.stream import TcpReassembler
@@ -36,14 +34,13 @@ def sizes(request):
 
 def _prepared(path):
     """Batches decoded and flow-tracked ahead of time, so only reassembly is timed."""
-    flows = FlowTable()
+    tracker = FlowTracker()
     prepared = []
     for batch in open_capture(str(path)).batches():
-        dec = decode_batch(batch)
-        eligible = TRACKABLE[dec.status] & (dec.is_fragment == 0)
-        flow, direction, _ = track_flows(flows, eligible, batch, dec)
+        dec = tracker.decode(batch)
+        eligible, flow, direction, _ = tracker.track(batch, dec)
         prepared.append((batch, dec, eligible, flow, direction))
-    return prepared, flows.capacity
+    return prepared, tracker.table.capacity
 
 
 def _reassemble(prepared, capacity):

@@ -11,13 +11,15 @@ from dpi.capture import open_capture
 from dpi.decode import decode_batch
 from dpi.flow import FlowTable, track_flows
 from dpi.flow.table import TRACKABLE
+from dpi.flow.tracking import FlowTracker
 from dpi.stream import SRC_CAPTURE, StreamConfig, TcpReassembler
 from tests.conftest import tcp_session, write_pcap
 
 
 def reassemble(path, config=None, batch_size=65536):
     """{(flow, direction): bytes} and the reassembler, through the real stages."""
-    flows = FlowTable()
+    tracker = FlowTracker()
+    flows = tracker.table
     streams = TcpReassembler(config)
     out: dict[tuple[int, int], bytearray] = {}
     positions: dict[tuple[int, int], int] = {}
@@ -38,9 +40,8 @@ def reassemble(path, config=None, batch_size=65536):
 
     cap = open_capture(str(path), batch_size=batch_size)
     for batch in cap.batches():
-        dec = decode_batch(batch)
-        eligible = TRACKABLE[dec.status] & (dec.is_fragment == 0)
-        flow, direction, _ = track_flows(flows, eligible, batch, dec)
+        dec = tracker.decode(batch)
+        eligible, flow, direction, _ = tracker.track(batch, dec)
         streams.reserve(flows.capacity)
         collect(
             batch.buffer,

@@ -28,12 +28,11 @@ def _run_stages(path, config):
     import numpy as np
 
     from dpi.capture import open_capture
-    from dpi.decode import decode_batch
-    from dpi.flow import FlowTable, track_flows
-    from dpi.flow.table import TRACKABLE
+    from dpi.flow.tracking import FlowTracker
     from dpi.stream import TcpReassembler
 
-    flows = FlowTable(max_flows=200_000)
+    tracker = FlowTracker(max_flows=200_000)
+    flows = tracker.table
     r = TcpReassembler(config)
     delivered = np.zeros(0, np.int64)
 
@@ -47,9 +46,8 @@ def _run_stages(path, config):
         delivered[: len(counts)] += counts
 
     for batch in open_capture(str(path)).batches():
-        dec = decode_batch(batch)
-        eligible = TRACKABLE[dec.status] & (dec.is_fragment == 0)
-        flow, direction, _ = track_flows(flows, eligible, batch, dec)
+        dec = tracker.decode(batch)
+        eligible, flow, direction, _ = tracker.track(batch, dec)
         r.reserve(flows.capacity)
         tally(r.process(batch.buffer, eligible, dec, batch.ts_ns, batch.number, flow, direction))
     tally(r.flush(flows.n_flows))
