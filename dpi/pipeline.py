@@ -19,6 +19,7 @@ from dpi.flow.table import FLOW_STATES, FlowTable, flow_states
 from dpi.flow.tracking import FlowTracker
 from dpi.output.eve import EveWriter, format_timestamp
 from dpi.rules import RuleSet, load_rules
+from dpi.settings import Settings
 from dpi.stream.tcp import StreamConfig, TcpReassembler
 
 
@@ -59,13 +60,14 @@ class Scanner:
         self,
         db: DetectionDatabase,
         rules_summary: dict | None = None,
-        stream_config: StreamConfig | None = None,
+        settings: Settings | None = None,
         max_flows: int = 1_000_000,
     ):
         self.db = db
+        self.settings = settings or Settings()
         self.tracker = FlowTracker(max_flows=max_flows)
         self.flows = self.tracker.table
-        self.streams = TcpReassembler(stream_config)
+        self.streams = TcpReassembler(self.settings.stream)
         self.detector = Detector(db)
         self.result = ScanResult(rules=rules_summary or {})
         self.timings: Counter[str] = Counter()
@@ -153,12 +155,17 @@ def scan(
     engine: str = "numba",
     stream_config: StreamConfig | None = None,
     flow_events: bool = True,
+    settings: Settings | None = None,
 ) -> ScanResult:
-    """Scan captures with rule files; writes EVE alerts and a closing stats event."""
+    """Scan captures with rule files; writes EVE alerts and a closing stats event.
+    ``stream_config`` is a shorthand that replaces ``settings.stream``."""
     t0 = time.perf_counter()
     ruleset, db = build_detection(rule_paths, variables, engine)
     compile_s = time.perf_counter() - t0
-    scanner = Scanner(db, rules_summary(ruleset, db), stream_config=stream_config)
+    settings = settings or Settings()
+    if stream_config is not None:
+        settings.stream = stream_config
+    scanner = Scanner(db, rules_summary(ruleset, db), settings=settings)
     writer = EveWriter(eve)
     for batch in batches_of(pcaps, reader, batch_size, scanner.result.capture_errors):
         writer.write_alerts(scanner.process_batch(batch), db.rules, scanner.flows)

@@ -4,7 +4,10 @@ Suricata's defaults and its size syntax ("1mb", "64kb", "2gb")."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
+from dpi.defrag.config import DefragConfig
+from dpi.flow.config import FlowConfig
 from dpi.stream import StreamConfig
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
@@ -19,6 +22,18 @@ STREAM_KEYS = {
 
 class SettingsError(ValueError):
     pass
+
+
+@dataclass
+class Settings:
+    """Everything a run can be configured with, each part with Suricata's defaults."""
+
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    defrag: DefragConfig = field(default_factory=DefragConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    # policy name -> address list (Suricata's host-os-policy section): the overlap policy
+    # of the host that receives the data; addresses named nowhere get stream/defrag.policy
+    host_os_policy: dict[str, list[str]] = field(default_factory=dict)
 
 
 def parse_size(text: str, key: str) -> int:

@@ -59,8 +59,29 @@ COUNTER_NAMES = (
 )
 
 
+# Target-based overlap policies, under Suricata's names (stream-tcp-list.c semantics).
+STREAM_POLICIES = (
+    "first",
+    "last",
+    "linux",
+    "old-linux",
+    "bsd",
+    "bsd-right",
+    "windows",
+    "vista",
+    "solaris",
+    "macos",
+    "hpux10",
+    "hpux11",
+    "irix",
+    "windows2k3",
+)
+
+
 @dataclass
 class StreamConfig:
+    policy: str = "bsd"  # overlap policy where the host-os-policy map names none (Suricata's default)
+    midstream: bool = False  # pick up sessions without their handshake (Suricata's stream.midstream)
     arena_bytes: int = 64 << 20  # global cap on out-of-order bytes held
     max_segments: int = 1 << 18  # global cap on held segments
     max_held_per_stream: int = 1 << 20  # bytes held for one direction before the hole is skipped
@@ -362,15 +383,21 @@ def build_chunks(
 
 
 @nb.njit(cache=True)
-def flush_held(n_flows, st, pool, out, cur, limits, counters):
-    """End of capture: deliver everything still held, skipping the holes before it."""
-    for f in range(n_flows):
+def flush_held(flows, st, pool, out, cur, limits, counters):
+    """End of these flows (timeout, eviction, end of capture): deliver everything still
+    held, skipping the holes before it, and forget their stream state."""
+    for f in flows:
         for d in range(2):
             while st.head[f, d] >= 0:
                 s = st.head[f, d]
                 _skip_hole_and_release(
                     st, pool, out, cur, limits, f, d, -1, pool.ts[s], pool.number[s], counters
                 )
+            st.inited[f, d] = 0
+            st.isn[f, d] = -1
+            st.next_seq[f, d] = 0
+            st.stream_off[f, d] = 0
+            st.slot[f, d] = -1
 
 
 class TcpReassembler:
@@ -484,9 +511,20 @@ class TcpReassembler:
         return chunks
 
     def flush(self, n_flows: int) -> ChunkTable:
-        table, out = self._output(int(self.pool.live.sum()) + 1, self.held_bytes)
-        flush_held(n_flows, self.state, self.pool, out, self.cursor, self.limits, self.counters)
+        """End of capture: every flow's held data, as chunks; the stream state is reset."""
+        chunks = self.flush_flows(np.arange(min(n_flows, self.state.inited.shape[0]), dtype=np.int64))
         self.cursor[CUR_ARENA_TOP] = 0
+        return chunks
+
+    def flush_flows(self, flows: np.ndarray) -> ChunkTable:
+        """These flows ended (timeout, eviction): their held data as chunks, and their
+        stream state reset so that the flow slots can be reused."""
+        flows = np.asarray(flows, dtype=np.int64)
+        flows = flows[flows < self.state.inited.shape[0]]
+        held = int(self.state.held[flows].sum())
+        n_held = int(np.count_nonzero(self.pool.live)) if held else 0
+        table, out = self._output(n_held + 1, held)
+        flush_held(flows, self.state, self.pool, out, self.cursor, self.limits, self.counters)
         return self._written(table)
 
     def stats(self) -> dict[str, int]:
