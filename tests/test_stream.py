@@ -137,8 +137,10 @@ def test_arena_cap_drops_are_counted(tmp_path):
     cfg = StreamConfig(arena_bytes=250, max_held_per_stream=10**9)
     streams, r, _ = reassemble(write_pcap(tmp_path / "a.pcap", tcp_session(segs, order=order)), config=cfg)
     st = r.stats()
-    # the arena holds segments 2 and 3; every later one is dropped and counted
-    assert st["ooo_held"] == 2
+    # the arena holds segments 2 and 3 (segment 0 is delivered early to make room for 3);
+    # every later one is dropped and counted
+    assert st["ooo_held"] == 1 and st["in_order"] == 2  # 3 came right after 2: in order
+    assert st["released_before_ack"] == 1
     assert st["memcap_dropped_segments"] == len(segs) - 4
     assert st["memcap_dropped_bytes"] == sum(len(s) for s in segs[4:])
     assert streams[(0, 0)] == segs[0] + segs[2] + segs[3]
@@ -148,9 +150,14 @@ def test_arena_cap_drops_are_counted(tmp_path):
 def test_midstream_pickup(tmp_path):
     segs = _pieces(DATA, 100)
     pkts = tcp_session(segs)[3:]  # no handshake
-    streams, _, flows = reassemble(write_pcap(tmp_path / "a.pcap", pkts))
+    path = write_pcap(tmp_path / "a.pcap", pkts)
+    streams, _, flows = reassemble(path, config=StreamConfig(midstream=True))
     assert streams[(0, 0)] == DATA
     assert flows.n_flows == 1
+    # Suricata's default: no handshake, no reassembly; each packet is still inspected alone
+    streams, r, _ = reassemble(path)
+    assert (0, 0) not in streams
+    assert r.stats()["midstream_not_reassembled"] == len(segs)
 
 
 def test_udp_packets_are_their_own_chunks(tmp_path):
@@ -208,8 +215,10 @@ def test_acknowledged_hole_is_skipped_at_the_ack(tmp_path):
     r.reserve(flows.capacity)
     chunks = r.process(batch.buffer, eligible, dec, batch.ts_ns, batch.number, flow, direction)
     released = [i for i in range(len(chunks)) if chunks.packet[i] == len(pkts) - 2]
-    assert len(released) == 1 and chunks.length[released[0]] == 10  # segment C, released by the ACK
-    assert chunks.direction[released[0]] == 0
+    # A, then (past the skipped hole) C, both released by the ACK
+    assert [int(chunks.length[i]) for i in released] == [10, 10]
+    assert all(chunks.direction[i] == 0 for i in released)
+    assert chunks.stream_pos[released[1]] == 20 and chunks.stream[released[0]] != chunks.stream[released[1]]
     assert r.stats()["gaps"] == 1 and r.stats()["gap_bytes"] == 10
     assert r.held_bytes == 0
 

@@ -96,7 +96,9 @@ def test_streams_match_wireshark_follow(capture):
     path = SHARED_DATA / "pcaps" / capture
     if not path.exists():
         pytest.skip(f"{path} not found (needs ../shared/data)")
-    ours, streams, flows = reassemble(path, StreamConfig(depth=0))  # the whole streams, as Wireshark
+    ours, streams, flows = reassemble(
+        path, StreamConfig(depth=0, midstream=True)
+    )  # whole streams, as Wireshark
     assert streams.stats()["gaps"] == 0, "a capture with holes: choose another"
     theirs = tshark_streams(path)
     mine = {}

@@ -1,8 +1,9 @@
 """Many concurrent TCP connections written straight into a pcap with NumPy: no per-packet
 Python, so a million packets take a second, not scapy's minutes.
 
-Each flow: SYN, SYN/ACK, ACK, ``segments`` data segments client -> server, FIN. Flows are
-interleaved round-robin (all are concurrent). ``ooo`` is the fraction of data segments
+Each flow: SYN, SYN/ACK, ACK, ``segments`` data segments client -> server, each followed
+by the server's cumulative ACK (unless ``server_acks`` is off), FIN. Flows are interleaved
+round-robin (all are concurrent). ``ooo`` is the fraction of data segments
 swapped with their successor (sent out of order); ``drop_first`` leaves out each flow's
 first data segment, so everything after it waits behind a hole: adversarial input for the
 reassembler's memory caps.
@@ -43,6 +44,7 @@ def synthetic_tcp_pcap(
     ooo: float = 0.0,
     drop_first: bool = False,
     seed: int = 1,
+    server_acks: bool = True,
 ) -> SyntheticCapture:
     rng = np.random.default_rng(seed)
     f = np.arange(flows, dtype=np.int64)
@@ -63,19 +65,42 @@ def synthetic_tcp_pcap(
     if drop_first:  # every row holds segment 0 once: removing it keeps the rows' order
         sent = order[order != 0].reshape(flows, segments - 1)
 
-    # packet table: kind 0 SYN, 1 SYN/ACK, 2 ACK, 3 data (segment index), 4 FIN; round-robin
-    per_flow = 3 + sent.shape[1] + 1
+    # the server's cumulative ACK after each data segment: the segments received in order
+    n_sent = sent.shape[1]
+    rows = np.arange(flows)
+    got = np.zeros((flows, segments + 1), dtype=bool)
+    in_order = np.zeros(flows, dtype=np.int64)
+    acked = np.zeros((flows, n_sent), dtype=np.int64)
+    for k in range(n_sent):  # a loop over segment positions, not packets
+        got[rows, sent[:, k]] = True
+        while True:
+            more = got[rows, in_order] & (in_order < segments)
+            if not more.any():
+                break
+            in_order += more
+        acked[:, k] = in_order
+
+    # packet table: kind 0 SYN, 1 SYN/ACK, 2 ACK, 3 data (segment index), 4 FIN, 5 server
+    # ACK (segments acknowledged); round-robin
+    data_kind = np.full((flows, n_sent), 3)
+    data_seg = sent
+    if server_acks:
+        data_kind = np.stack([data_kind, np.full((flows, n_sent), 5)], axis=2).reshape(flows, 2 * n_sent)
+        data_seg = np.stack([sent, acked], axis=2).reshape(flows, 2 * n_sent)
+    per_flow = 3 + data_kind.shape[1] + 1
     kind = np.concatenate(
         [
             np.zeros((flows, 1)),
             np.ones((flows, 1)),
             np.full((flows, 1), 2),
-            np.full((flows, sent.shape[1]), 3),
+            data_kind,
             np.full((flows, 1), 4),
         ],
         axis=1,
     ).astype(np.int64)
-    seg = np.concatenate([np.full((flows, 3), -1), sent, np.full((flows, 1), -1)], axis=1).astype(np.int64)
+    seg = np.concatenate([np.full((flows, 3), -1), data_seg, np.full((flows, 1), -1)], axis=1).astype(
+        np.int64
+    )
     kind, seg = kind.T.reshape(-1), seg.T.reshape(-1)  # step by step, every flow in turn
     flow = np.tile(f, per_flow)
     n = len(kind)
@@ -98,7 +123,7 @@ def synthetic_tcp_pcap(
     e = start + 16
     buf[e + 12] = 0x08  # EtherType IPv4
     ip = e + ETH
-    to_server = kind != 1
+    to_server = (kind != 1) & (kind != 5)
     _put(buf, ip, np.full(n, 0x4500), 2)
     _put(buf, ip + 2, IP + TCP_HDR + plen, 2)
     _put(buf, ip + 6, np.full(n, 0x4000), 2)
@@ -113,13 +138,22 @@ def synthetic_tcp_pcap(
     cseq = np.where(
         kind == 0, isn_c[flow], np.where(kind == 4, isn_c[flow] + 1 + segments * segment_len, cseq)
     )
-    seq = np.where(kind == 1, isn_s[flow], cseq) % 2**32
-    ack = np.where(kind == 0, 0, np.where(kind == 1, isn_c[flow] + 1, isn_s[flow] + 1)) % 2**32
+    seq = np.select([kind == 1, kind == 5], [isn_s[flow], isn_s[flow] + 1], cseq) % 2**32
+    ack = (
+        np.select(
+            [kind == 0, kind == 1, kind == 5],
+            [0, isn_c[flow] + 1, isn_c[flow] + 1 + np.maximum(seg, 0) * segment_len],
+            isn_s[flow] + 1,
+        )
+        % 2**32
+    )
     _put(buf, tcp + 4, seq, 4)
     _put(buf, tcp + 8, ack, 4)
     buf[tcp + 12] = 0x50
     flags = np.select(
-        [kind == 0, kind == 1, kind == 2, kind == 3], [SYN, SYN | ACK, ACK, PSH | ACK], FIN | ACK
+        [kind == 0, kind == 1, kind == 2, kind == 3, kind == 5],
+        [SYN, SYN | ACK, ACK, PSH | ACK, ACK],
+        FIN | ACK,
     )
     buf[tcp + 13] = flags
     _put(buf, tcp + 14, np.full(n, 65535), 2)
