@@ -31,12 +31,13 @@ def _missing(command: str, paths) -> bool:
     return False
 
 
-def _stream_settings(command: str, assignments: list[str]):
-    """The StreamConfig for --set items, or None after saying what is wrong."""
-    from dpi.settings import SettingsError, stream_config
+def _settings(command: str, args):
+    """Settings from --config and --set (the command line wins), or None after saying on
+    stderr what is wrong (the caller then exits 2)."""
+    from dpi.settings import SettingsError, load_settings
 
     try:
-        return stream_config(assignments)
+        return load_settings(args.config, args.set)
     except SettingsError as exc:
         print(f"dpi {command}: {exc}", file=sys.stderr)
         return None
@@ -56,9 +57,11 @@ def _eve_output(path: str):
 def cmd_scan(args) -> int:
     from dpi.pipeline import scan
 
-    config = _stream_settings("scan", args.set)
-    if config is None or _missing("scan", list(args.pcap) + list(args.rules)):
+    settings = _settings("scan", args)
+    if settings is None or _missing("scan", list(args.pcap) + list(args.rules)):
         return 2
+    # the file's vars: section first, --var over it
+    variables = {**settings.variables, **_parse_vars(args.var)}
     with _eve_output(args.eve) as (out, report):
         result = scan(
             args.pcap,
@@ -66,9 +69,9 @@ def cmd_scan(args) -> int:
             out,
             reader=args.reader,
             batch_size=args.batch_size,
-            variables=_parse_vars(args.var),
+            variables=variables,
             engine=args.engine,
-            stream_config=config,
+            settings=settings,
         )
     rules = result.rules
     print(
@@ -109,10 +112,10 @@ def _print_alert_table(eve_path: str, out) -> None:
 def cmd_streams(args) -> int:
     from dpi.output.streams import write_streams
 
-    config = _stream_settings("streams", args.set)
-    if config is None or _missing("streams", args.pcap):
+    settings = _settings("streams", args)
+    if settings is None or _missing("streams", args.pcap):
         return 2
-    writer, errors = write_streams(args.pcap, args.out, reader=args.reader, config=config)
+    writer, errors = write_streams(args.pcap, args.out, reader=args.reader, settings=settings)
     gaps = sum(len(sf.gaps) for sf in writer.files.values())
     total = sum(sf.bytes for sf in writer.files.values())
     print(f"{len(writer.files)} stream directions, {total} bytes, {gaps} gaps: {args.out}/index.json")
@@ -124,10 +127,11 @@ def cmd_streams(args) -> int:
 def cmd_flows(args) -> int:
     from dpi.pipeline import flows_only
 
-    if _missing("flows", args.pcap):
+    settings = _settings("flows", args)
+    if settings is None or _missing("flows", args.pcap):
         return 2
     with _eve_output(args.eve) as (out, report):
-        result = flows_only(args.pcap, out, reader=args.reader)
+        result = flows_only(args.pcap, out, reader=args.reader, settings=settings)
     states = ", ".join(f"{k} {v}" for k, v in result.flow_states.items())
     print(f"{result.packets} packets, {result.flows} flows ({states})", file=report)
     for err in result.capture_errors:
@@ -179,15 +183,22 @@ def cmd_rules_check(args) -> int:
 
 
 def _add_settings_option(parser: argparse.ArgumentParser) -> None:
-    from dpi.settings import STREAM_KEYS
+    from dpi.settings import settings_help
 
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a suricata.yaml-layout file: the keys listed below are read, other sections ignored",
+    )
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"Suricata-style setting, one of: {', '.join(sorted(STREAM_KEYS))}",
+        help="Suricata-style setting over --config (repeatable); the keys are listed below",
     )
+    parser.epilog = settings_help()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pcap", nargs="+")
     p.add_argument("--eve", default="flows.json", help="EVE JSON output path ('-' for stdout)")
     p.add_argument("--reader", choices=READERS, default="native")
+    _add_settings_option(p)
     p.set_defaults(func=cmd_flows)
 
     p = sub.add_parser("streams", help="write each reassembled TCP direction to a file (tcpflow names)")

@@ -122,3 +122,120 @@ def test_past_the_depth_only_single_packets_are_inspected(tmp_path):
     assert len(alerts_of(events)) == 1
     _, events = run_scan(tmp_path, pkts, rule, stream_config=StreamConfig(depth=200))
     assert alerts_of(events) == []
+
+
+def _needle_capture(tmp_path):
+    from tests.conftest import tcp_session, write_pcap
+
+    payload = b"A" * 297 + b"NEEDLE" + b"B" * 47  # the needle straddles two 50-byte segments
+    pcap = write_pcap(
+        tmp_path / "a.pcap", tcp_session([payload[i : i + 50] for i in range(0, len(payload), 50)])
+    )
+    return pcap
+
+
+def _scan_alerts(tmp_path, rule: str, *extra) -> int:
+    rules = tmp_path / "t.rules"
+    rules.write_text(rule)
+    eve = tmp_path / "eve.json"
+    pcap = _needle_capture(tmp_path)
+    assert main(["scan", str(pcap), "--rules", str(rules), "--eve", str(eve), *extra]) == 0
+    return sum(1 for line in eve.read_text().splitlines() if '"event_type":"alert"' in line)
+
+
+NEEDLE_RULE = 'alert tcp any any -> any 80 (msg:"needle"; content:"NEEDLE"; sid:1;)\n'
+
+
+def test_scan_config_file_and_set_reach_the_run(tmp_path, capsys):
+    config = tmp_path / "suricata.yaml"
+    config.write_text(
+        "%YAML 1.1\n---\noutputs:\n  - eve-log:\n      enabled: yes\n"
+        "stream:\n  memcap: 64mb\n  reassembly:\n    memcap: 256mb\n    depth: 200\n"
+    )
+    assert _scan_alerts(tmp_path, NEEDLE_RULE) == 1
+    # the stream stops at 200 bytes, and no single packet holds the whole needle
+    assert _scan_alerts(tmp_path, NEEDLE_RULE, "--config", str(config)) == 0
+    # the command line wins over the file
+    assert (
+        _scan_alerts(tmp_path, NEEDLE_RULE, "--config", str(config), "--set", "stream.reassembly.depth=1mb")
+        == 1
+    )
+    assert _scan_alerts(tmp_path, NEEDLE_RULE, "--set", "stream.reassembly.depth=0.1kb") == 0
+    capsys.readouterr()
+
+
+def test_scan_reads_vars_from_the_config_and_var_wins(tmp_path, capsys):
+    rule = 'alert tcp $HOME_NET any -> any $HTTP_PORTS (msg:"needle"; content:"NEEDLE"; sid:1;)\n'
+    config = tmp_path / "suricata.yaml"
+    config.write_text(
+        '%YAML 1.1\n---\nvars:\n  address-groups:\n    HOME_NET: "[192.168.0.0/16]"\n'
+        "  port-groups:\n    HTTP_PORTS: 80\n"
+    )
+    assert _scan_alerts(tmp_path, rule) == 1  # Suricata's default HOME_NET holds 10.0.0.1
+    assert _scan_alerts(tmp_path, rule, "--config", str(config)) == 0
+    assert _scan_alerts(tmp_path, rule, "--config", str(config), "--var", "HOME_NET=[10.0.0.0/8]") == 1
+    capsys.readouterr()
+
+
+def test_bad_config_or_key_exits_2_naming_the_problem(tmp_path, capsys):
+    pcap = _needle_capture(tmp_path)
+    rules = tmp_path / "t.rules"
+    rules.write_text(NEEDLE_RULE)
+    eve = tmp_path / "eve.json"
+    scan = ["scan", str(pcap), "--rules", str(rules), "--eve", str(eve)]
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("stream:\n  reassembly: {depth: 1mb\n")
+    assert main([*scan, "--config", str(broken)]) == 2
+    assert f"dpi scan: {broken}:3:1: YAML syntax error" in capsys.readouterr().err
+
+    bad_value = tmp_path / "bad.yaml"
+    bad_value.write_text("defrag:\n  policy: vista\n")
+    assert main([*scan, "--config", str(bad_value)]) == 2
+    assert f"{bad_value}:2: defrag.policy: bad value 'vista'" in capsys.readouterr().err
+
+    assert main([*scan, "--set", "stream.reasembly.depth=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'stream.reasembly.depth'" in err and "stream.reassembly.depth" in err
+
+    assert main([*scan, "--set", "host-os-policy.plan9=10.0.0.1"]) == 2
+    assert "unknown policy 'plan9'" in capsys.readouterr().err
+
+    assert main([*scan, "--config", str(tmp_path / "absent.yaml")]) == 2
+    assert "absent.yaml: cannot read" in capsys.readouterr().err
+
+    for command in (["flows", str(pcap)], ["streams", str(pcap), "--out", str(tmp_path / "s")]):
+        assert main([*command, "--set", "flow.memcap=lots"]) == 2
+        assert "flow.memcap: bad value 'lots'" in capsys.readouterr().err
+
+
+def test_help_lists_the_supported_keys(capsys):
+    import pytest
+
+    for command in ("scan", "flows", "streams"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        for key in (
+            "--config",
+            "stream.reassembly.depth",
+            "defrag.max-frags",
+            "flow-timeouts.",
+            "host-os-policy.",
+            "windows2k3",
+        ):
+            assert key in out, (command, key)
+
+
+def test_flows_and_streams_take_a_config(tmp_path, capsys):
+    pcap = _needle_capture(tmp_path)
+    config = tmp_path / "suricata.yaml"
+    config.write_text("stream:\n  reassembly:\n    depth: 100\nflow:\n  memcap: 64mb\n")
+    eve = tmp_path / "flows.json"
+    assert main(["flows", str(pcap), "--eve", str(eve), "--config", str(config)]) == 0
+    assert sum('"event_type":"flow"' in line for line in eve.read_text().splitlines()) == 1
+    out = tmp_path / "streams"
+    assert main(["streams", str(pcap), "--out", str(out), "--config", str(config)]) == 0
+    assert (out / "010.000.000.001.40000-010.000.000.002.00080").stat().st_size == 100
+    capsys.readouterr()
