@@ -15,7 +15,7 @@ import numpy as np
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
-from dpi.flow.table import FLOW_STATES, FlowTable, flow_states
+from dpi.flow.table import FLOW_STATES
 from dpi.flow.tracking import FlowTracker
 from dpi.output.eve import EveWriter, format_timestamp
 from dpi.rules import RuleSet, load_rules
@@ -28,12 +28,13 @@ class ScanResult:
     packets: int = 0
     bytes: int = 0
     alerts: int = 0
-    flows: int = 0
+    flows: int = 0  # flows created
     decode: dict[str, int] = field(default_factory=dict)
     not_tracked: dict[str, int] = field(default_factory=dict)
     stream: dict[str, int] = field(default_factory=dict)
     detect: dict[str, int] = field(default_factory=dict)
-    flow_states: dict[str, int] = field(default_factory=dict)
+    flow_states: dict[str, int] = field(default_factory=dict)  # flows by state at their end
+    flow: dict = field(default_factory=dict)  # FlowTracker.flow_counts(): end reasons, evictions, ...
     rules: dict = field(default_factory=dict)
     capture_errors: list[CaptureError] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -48,24 +49,38 @@ class ScanResult:
 def fill_capture_counts(result: ScanResult, tracker: FlowTracker) -> None:
     result.packets, result.bytes = tracker.packets, tracker.bytes
     result.first_ts, result.last_ts = tracker.first_ts, tracker.last_ts
-    result.flows = tracker.table.n_flows
+    result.flow = tracker.flow_counts()
+    result.flows = result.flow["total"]
+    result.flow_states = {name: result.flow[name] for name in FLOW_STATES}
     result.decode = tracker.decode_counts()
     result.not_tracked = dict(tracker.not_tracked)
 
 
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 class Scanner:
-    """Holds the state that lives across batches and files: flows, streams, detection."""
+    """Holds the state that lives across batches and files: flows, streams, detection.
+
+    Alerts and flow events go to ``writer`` as they happen: a flow's events must be
+    written before its slot holds another flow. Without a writer they are discarded."""
 
     def __init__(
         self,
         db: DetectionDatabase,
         rules_summary: dict | None = None,
         settings: Settings | None = None,
-        max_flows: int = 1_000_000,
+        max_flows: int | None = None,
+        writer: EveWriter | None = None,
+        flow_events: bool = True,
     ):
         self.db = db
         self.settings = settings or Settings()
-        self.tracker = FlowTracker(max_flows=max_flows)
+        self.writer = writer if writer is not None else EveWriter(_Discard())
+        self.flow_events = flow_events
+        self.tracker = FlowTracker(max_flows=max_flows, config=self.settings.flow, on_end=self._end_flows)
         self.flows = self.tracker.table
         self.streams = TcpReassembler(self.settings.stream)
         self.detector = Detector(db)
@@ -78,9 +93,12 @@ class Scanner:
         return t1
 
     def process_batch(self, batch) -> AlertBatch:
+        """One batch through every stage; writes its alerts, then ends the flows idle past
+        their timeouts. Returns the batch's alerts (already written)."""
         t = time.perf_counter()
         decoded = self.tracker.decode(batch)
         t = self._tick("decode", t)
+        # flows evicted to make room for this batch are finalized inside track()
         eligible, flow, direction, established = self.tracker.track(batch, decoded)
         t = self._tick("flow", t)
         self.streams.reserve(self.flows.capacity)
@@ -94,17 +112,31 @@ class Scanner:
         t = self._tick("match+detect", t)
         header = self.detector.detect_headers(eligible, flow, direction, established, decoded, self.flows)
         alerts = self.detector.finish_batch(stream_alerts, header, batch.ts_ns, batch.number, flow, direction)
-        self._tick("detect-headers", t)
+        t = self._tick("detect-headers", t)
+        self.writer.write_alerts(alerts, self.db.rules, self.flows)
+        t = self._tick("output", t)
+        self.tracker.end_idle()
+        self._tick("flow-end", t)
         return alerts
 
-    def flush(self) -> AlertBatch:
-        """End of input: deliver data still held behind holes, and detect on it."""
-        chunks = self.streams.flush(self.flows.n_flows)
-        if len(chunks) == 0:
-            return AlertBatch.empty()
-        empty = np.zeros(0, np.uint8)
-        alerts = self.detector.detect_chunks(empty, chunks, self.streams.next_slot, self.flows, empty)
-        return self.detector.finish_batch(alerts, None, None, None, None, None)
+    def _end_flows(self, flows: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
+        """Finalize ended flows before their slots are reused: deliver the stream data
+        they still hold and detect on it, write their flow events, forget their alerts."""
+        chunks = self.streams.flush_flows(flows)
+        if len(chunks):
+            empty = np.zeros(0, np.uint8)
+            alerts = self.detector.detect_chunks(empty, chunks, self.streams.next_slot, self.flows, empty)
+            alerts = self.detector.finish_batch(alerts, None, None, None, None, None)
+            self.writer.write_alerts(alerts, self.db.rules, self.flows)
+        if self.flow_events:
+            self.writer.write_flows(self.flows, flows, states, reasons)
+        self.writer.forget_flows(flows)
+
+    def flush(self) -> None:
+        """End of input: every remaining flow ends ("shutdown"), with its held data."""
+        t = time.perf_counter()
+        self.tracker.end_all()
+        self._tick("flow-end", t)
 
     def finish(self) -> ScanResult:
         res = self.result
@@ -117,6 +149,7 @@ class Scanner:
             "alerts_over_packet_cap": self.detector.alerts_capped,
             "history_records_dropped": self.detector.history_dropped,
         }
+        res.alerts = self.writer.alerts
         res.timings = dict(self.timings)
         return res
 
@@ -156,51 +189,60 @@ def scan(
     stream_config: StreamConfig | None = None,
     flow_events: bool = True,
     settings: Settings | None = None,
+    max_flows: int | None = None,
 ) -> ScanResult:
-    """Scan captures with rule files; writes EVE alerts and a closing stats event.
-    ``stream_config`` is a shorthand that replaces ``settings.stream``."""
+    """Scan captures with rule files; writes EVE alerts, a flow event per flow when it ends
+    (timeout, eviction, end of capture) and a closing stats event. ``stream_config`` is a
+    shorthand that replaces ``settings.stream``; ``max_flows`` caps the flow table below
+    what flow.memcap allows."""
     t0 = time.perf_counter()
     ruleset, db = build_detection(rule_paths, variables, engine)
     compile_s = time.perf_counter() - t0
     settings = settings or Settings()
     if stream_config is not None:
         settings.stream = stream_config
-    scanner = Scanner(db, rules_summary(ruleset, db), settings=settings)
     writer = EveWriter(eve)
+    scanner = Scanner(
+        db,
+        rules_summary(ruleset, db),
+        settings=settings,
+        max_flows=max_flows,
+        writer=writer,
+        flow_events=flow_events,
+    )
     for batch in batches_of(pcaps, reader, batch_size, scanner.result.capture_errors):
-        writer.write_alerts(scanner.process_batch(batch), db.rules, scanner.flows)
-    writer.write_alerts(scanner.flush(), db.rules, scanner.flows)
+        scanner.process_batch(batch)
+    scanner.flush()
     result = scanner.finish()
-    result.alerts = writer.alerts
     result.timings["rules_compile"] = compile_s
-    if flow_events:
-        write_flow_events(writer, scanner.flows, writer.alerted_flows, result)
     writer.write_event(stats_event(result))
     return result
 
 
-def write_flow_events(writer: EveWriter, flows: FlowTable, alerted_flows, result: ScanResult) -> None:
-    """End of capture: one EVE flow event per flow (reason "shutdown": flow timeouts come
-    later), and the flow counts by state for the stats event."""
-    states = flow_states(flows)
-    alerted = np.zeros(flows.n_flows, dtype=bool)
-    alerted[list(alerted_flows)] = True
-    writer.write_flows(flows, states, alerted)
-    counts = np.bincount(states, minlength=len(FLOW_STATES))
-    result.flow_states = {name: int(counts[i]) for i, name in enumerate(FLOW_STATES)}
-
-
 def flows_only(
-    pcaps: list[str], eve: TextIO, reader: str = "native", batch_size: int = DEFAULT_BATCH_SIZE
+    pcaps: list[str],
+    eve: TextIO,
+    reader: str = "native",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    settings: Settings | None = None,
+    max_flows: int | None = None,
 ) -> ScanResult:
-    """`dpi flows`: decode and flow tracking only; writes flow events and a stats event."""
-    tracker = FlowTracker()
+    """`dpi flows`: decode and flow tracking only; writes a flow event per flow when it
+    ends, and a stats event."""
+    settings = settings or Settings()
+    writer = EveWriter(eve)
+    tracker: FlowTracker
+
+    def end_flows(flows: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
+        writer.write_flows(tracker.table, flows, states, reasons)
+
+    tracker = FlowTracker(max_flows=max_flows, config=settings.flow, on_end=end_flows)
     result = ScanResult()
     for batch in batches_of(pcaps, reader, batch_size, result.capture_errors):
         tracker.track(batch, tracker.decode(batch))
+        tracker.end_idle()
+    tracker.end_all()
     fill_capture_counts(result, tracker)
-    writer = EveWriter(eve)
-    write_flow_events(writer, tracker.table, (), result)
     writer.write_event(stats_event(result))
     return result
 
@@ -218,7 +260,7 @@ def stats_event(result: ScanResult) -> dict:
                 "errors": [str(e) for e in result.capture_errors],
             },
             "decoder": {"pkts": result.packets, "bytes": result.bytes, "status": decode},
-            "flow": {"total": result.flows, **result.flow_states, "not_tracked": result.not_tracked},
+            "flow": {**result.flow, "not_tracked": result.not_tracked},
             "tcp": result.stream,
             "detect": {"alert": result.alerts, **result.detect, **result.rules},
         },

@@ -1,5 +1,10 @@
 """EVE flow events: Suricata's fields, and packet/byte counts equal to tshark's per
-conversation and direction."""
+conversation and direction.
+
+Several of these captures have flows that time out inside them (a tuple idle past its
+timeout, then active again, becomes a second flow, as in Suricata). tshark keys its counts
+by address/port pair, so ours are summed over every flow event of a tuple and direction:
+a timeout splits a conversation into flows, and must neither lose nor double a packet."""
 
 from __future__ import annotations
 

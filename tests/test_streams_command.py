@@ -112,6 +112,6 @@ def test_holes_found_across_and_within_batches(tmp_path, batch_size):
     pkts = tcp_session(segs, order=[i for i in range(len(segs)) if i not in (2, 7)])
     pcap = write_pcap(tmp_path / "a.pcap", pkts)
     writer, _ = write_streams([str(pcap)], str(tmp_path / "out"), batch_size=batch_size)
-    up = writer.files[(0, 0)]
+    up = writer.files["010.000.000.001.40000-010.000.000.002.00080"]
     assert up.gaps == [{"offset": 200, "length": 100}, {"offset": 700, "length": 100}]
     assert (tmp_path / "out" / up.file).read_bytes() == data[:200] + data[300:700] + data[800:]

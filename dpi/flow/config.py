@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# What one flow costs later stages, counted against flow.memcap beside the flow table's
+# own bytes (which dpi.flow.table measures from its columns). An estimate: stream
+# reassembly keeps two directions of seven int64 and three uint8 columns (118 bytes) and
+# the matcher an int32 pair per direction (16 bytes); rounded up for what they add.
+STREAM_BYTES_PER_FLOW_ESTIMATE = 160
+
 
 @dataclass
 class FlowTimeouts:
@@ -27,5 +33,7 @@ def _default_timeouts() -> dict[str, FlowTimeouts]:
 
 @dataclass
 class FlowConfig:
-    memcap: int = 128 << 20  # bytes of flow state; at the cap the oldest flows are evicted
+    # bytes of flow state; when a batch would pass it, flows idle past the emergency
+    # timeouts end, then the least recently active ones are evicted
+    memcap: int = 128 << 20
     timeouts: dict[str, FlowTimeouts] = field(default_factory=_default_timeouts)

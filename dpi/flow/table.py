@@ -1,20 +1,32 @@
 """The flow table: an open-addressing hash index over flows stored as columns.
 
-Flows live densely in insertion order (flow index 0..n-1), so the per-flow state kept by
-later stages (stream reassembly, matcher states) is indexed by a stable flow index; the
-hash index maps the canonical 5-tuple (plus VLAN ids) to that index and can be rebuilt
-larger without moving any flow. Python grows the arrays between batches; the Numba
-kernel never allocates.
+Each flow lives in a slot (flow index) whose per-flow state, here and in later stages
+(stream reassembly, matcher states), is indexed by that slot. A slot goes FREE -> LIVE
+(a packet created the flow) -> ENDED (timeout, eviction, shutdown: out of the hash
+index, so the next packet of its tuple starts a new flow) -> FREE again only once the
+pipeline has finalized it (delivered its held stream data, written its EVE event) and
+called :meth:`FlowTable.release`. Slots ended during a batch are therefore never reused
+inside that batch. Python grows the arrays between batches; the Numba kernel never
+allocates.
+
+The hash index is linear probing, kept at most half full. An entry holds the flow's slot
+in its low 32 bits and the low 32 bits of the key hash above them, so probing skips
+other keys and deletion finds an entry's home slot without touching the flow columns
+(each a cache miss when flows are many). An ended flow leaves the index by backward-shift
+deletion, so no tombstones pile up. Timeouts are in capture time: a flow is timed out once
+a packet or the sweep's clock passes its last packet + the timeout of its protocol and
+state (kept per flow as its deadline, for the sweep).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 import numba as nb
 import numpy as np
 
 from dpi.decode.status import Status
+from dpi.flow.config import STREAM_BYTES_PER_FLOW_ESTIMATE, FlowConfig
 
 TO_SERVER = 0
 TO_CLIENT = 1
@@ -35,8 +47,40 @@ HS_MIDSTREAM = 8  # picked up without a handshake (counted as established, as Su
 HS_FIN_TO_SERVER = 16  # the client sent a FIN
 HS_FIN_TO_CLIENT = 32  # the server sent a FIN
 HS_RST = 64  # either side sent a RST
+HS_BOTH_FINS = HS_FIN_TO_SERVER | HS_FIN_TO_CLIENT
 
-EMPTY = -1
+EMPTY = -1  # an index entry never equals it: a slot is below 2**31
+ENTRY_FLOW = 0xFFFFFFFF
+MAX_SLOTS = 1 << 31
+NEVER = np.iinfo(np.int64).max  # the deadline of a slot that is not live
+
+# slot status
+SLOT_FREE = 0
+SLOT_LIVE = 1
+SLOT_ENDED = 2  # out of the index, waiting for the pipeline to finalize and release it
+
+# flow state, as Suricata names it in flow events (and indexes its timeouts)
+STATE_NEW = 0
+STATE_ESTABLISHED = 1
+STATE_CLOSED = 2
+FLOW_STATES = ("new", "established", "closed")
+
+# why a flow ended (FlowTable.end_reason); END_EMERGENCY is or-ed in when it ended while
+# the table was short of room (Suricata's "emergency": true)
+END_NONE = 0
+END_TIMEOUT = 1
+END_FORCED = 2
+END_SHUTDOWN = 3
+END_EMERGENCY = 0x10
+END_REASON_MASK = 0x0F
+END_REASONS = ("unknown", "timeout", "forced", "shutdown")
+
+# timeout rows: flow-timeouts.default / tcp / udp / icmp
+TIMEOUT_PROTOCOLS = ("default", "tcp", "udp", "icmp")
+PROTO_TIMEOUT_ROW = np.zeros(256, dtype=np.int64)
+PROTO_TIMEOUT_ROW[TCP] = 1
+PROTO_TIMEOUT_ROW[UDP] = 2
+PROTO_TIMEOUT_ROW[[1, 58]] = 3  # ICMP and ICMPv6
 
 # decode statuses whose headers are sound enough to be tracked in a flow
 TRACKABLE = np.zeros(256, dtype=bool)
@@ -44,94 +88,232 @@ TRACKABLE[[Status.OK, Status.CAPTURE_TRUNCATED, Status.IPV4_TSO_ZERO_LENGTH]] = 
 
 # Flow-level counters kept by the kernel (index into FlowTable.counters)
 CNT_NEW_FLOWS = 0
-CNT_TABLE_FULL = 1  # packets of new flows that could not be tracked (max_flows reached)
-N_COUNTERS = 2
+CNT_TABLE_FULL = 1  # packets of new flows that could not be tracked (no free slot)
+CNT_TIMEOUT_ON_PACKET = 2  # flows found timed out by a packet of their tuple
+CNT_SLOTS_REUSED = 3  # new flows placed in a slot an ended flow had used
+N_COUNTERS = 4
 
+# table cursor (FlowTable.cursor), advanced by the kernel
+CUR_HIGH = 0  # slots 0..high-1 have been handed out at least once
+CUR_FREE = 1  # released slots waiting on the free stack
+CUR_LIVE = 2  # live flows
+N_CURSOR = 3
 
-@dataclass
-class FlowTable:
-    max_flows: int = 1_000_000
-    n_flows: int = 0
-    index: np.ndarray = field(default_factory=lambda: np.full(1024, EMPTY, dtype=np.int64))
+# name -> (dtype, shape per flow, fill of an unused slot)
+COLUMNS = {
     # canonical key: endpoint "a" is the numerically lower (address, port)
-    a_hi: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
-    a_lo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
-    b_hi: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
-    b_lo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
-    a_port: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint16))
-    b_port: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint16))
-    proto: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
-    vlan: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
-    ip_version: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    "a_hi": (np.uint64, (), 0),
+    "a_lo": (np.uint64, (), 0),
+    "b_hi": (np.uint64, (), 0),
+    "b_lo": (np.uint64, (), 0),
+    "a_port": (np.uint16, (), 0),
+    "b_port": (np.uint16, (), 0),
+    "proto": (np.uint8, (), 0),
+    "vlan": (np.uint32, (), 0),
+    "ip_version": (np.uint8, (), 0),
+    "key_hash": (np.uint64, (), 0),  # kept for rehashing and deletion
     # the endpoint that opened the flow (the client): 1 when it is "a"
-    client_is_a: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
-    flow_id: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    first_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    last_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    pkts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
-    bytes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
-    tcp_state: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
-    tcp_flags: np.ndarray = field(
-        default_factory=lambda: np.zeros((0, 2), dtype=np.uint8)
-    )  # OR per direction
-    counters: np.ndarray = field(default_factory=lambda: np.zeros(N_COUNTERS, dtype=np.int64))
+    "client_is_a": (np.uint8, (), 0),
+    "flow_id": (np.int64, (), 0),
+    "first_ts": (np.int64, (), 0),
+    "last_ts": (np.int64, (), 0),
+    "deadline": (np.int64, (), NEVER),  # last_ts + the timeout of the flow's state
+    "pkts": (np.int64, (2,), 0),
+    "bytes": (np.int64, (2,), 0),
+    "tcp_state": (np.uint8, (), 0),
+    "tcp_flags": (np.uint8, (2,), 0),  # OR per direction
+    "status": (np.uint8, (), SLOT_FREE),
+    "end_reason": (np.uint8, (), END_NONE),
+}
+FlowColumns = namedtuple("FlowColumns", list(COLUMNS))
 
-    _PER_FLOW = (
-        "a_hi",
-        "a_lo",
-        "b_hi",
-        "b_lo",
-        "a_port",
-        "b_port",
-        "proto",
-        "vlan",
-        "ip_version",
-        "client_is_a",
-        "flow_id",
-        "first_ts",
-        "last_ts",
-        "pkts",
-        "bytes",
-        "tcp_state",
-        "tcp_flags",
+# bytes per slot outside the columns: the hash index (a power of two at least twice the
+# capacity, so up to four int64 entries per slot) and the free stack (one int64)
+INDEX_BYTES_PER_FLOW = 4 * 8
+FREE_STACK_BYTES_PER_FLOW = 8
+
+
+def column_bytes_per_flow() -> int:
+    return sum(np.dtype(dt).itemsize * int(np.prod(shape)) for dt, shape, _ in COLUMNS.values())
+
+
+def bytes_per_flow() -> int:
+    """What one flow costs against flow.memcap: this table's real bytes per slot, plus the
+    stated estimate of the per-flow state of later stages (stream reassembly, matcher)."""
+    return (
+        column_bytes_per_flow()
+        + INDEX_BYTES_PER_FLOW
+        + FREE_STACK_BYTES_PER_FLOW
+        + STREAM_BYTES_PER_FLOW_ESTIMATE
     )
+
+
+def flows_for_memcap(memcap: int) -> int:
+    """The most flows (live, or ended and not yet released) that fit in ``memcap`` bytes."""
+    return max(1, int(memcap) // bytes_per_flow())
+
+
+def timeout_table(config: FlowConfig, emergency: bool = False) -> np.ndarray:
+    """int64[protocol row, state] timeouts in nanoseconds."""
+    out = np.zeros((len(TIMEOUT_PROTOCOLS), len(FLOW_STATES)), dtype=np.int64)
+    for row, proto in enumerate(TIMEOUT_PROTOCOLS):
+        t = config.timeouts.get(proto, config.timeouts["default"])
+        secs = (
+            (t.emergency_new, t.emergency_established, t.emergency_closed)
+            if emergency
+            else (t.new, t.established, t.closed)
+        )
+        out[row] = np.array(secs, dtype=np.int64) * 1_000_000_000
+    return out
+
+
+class FlowTable:
+    """Flow state in columns (see COLUMNS), the hash index, the free stack and counters.
+
+    ``max_flows`` caps the slots in use (live flows and ended ones not yet released): by
+    default what ``config.memcap`` affords (:func:`flows_for_memcap`); when given, the
+    smaller of the two (tests use it for small tables)."""
+
+    def __init__(self, max_flows: int | None = None, config: FlowConfig | None = None):
+        self.config = config or FlowConfig()
+        self.memcap_flows = flows_for_memcap(self.config.memcap)
+        limit = self.memcap_flows if max_flows is None else max(0, min(max_flows, self.memcap_flows))
+        self.max_flows = min(limit, MAX_SLOTS - 1)
+        self.timeouts = timeout_table(self.config)
+        self.emergency_timeouts = timeout_table(self.config, emergency=True)
+        for name, (dt, shape, fill) in COLUMNS.items():
+            setattr(self, name, np.full((0, *shape), fill, dtype=dt))
+        self.index = np.full(1024, EMPTY, dtype=np.int64)
+        self.free = np.zeros(0, dtype=np.int64)  # stack of released slots
+        self.cursor = np.zeros(N_CURSOR, dtype=np.int64)
+        self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
+
+    @property
+    def n_flows(self) -> int:
+        """Slots handed out so far (0..n_flows-1): the high-water mark, not the live count."""
+        return int(self.cursor[CUR_HIGH])
+
+    @property
+    def n_live(self) -> int:
+        return int(self.cursor[CUR_LIVE])
+
+    @property
+    def n_free(self) -> int:
+        return int(self.cursor[CUR_FREE])
 
     @property
     def capacity(self) -> int:
         return int(self.a_hi.shape[0])
 
+    @property
+    def total_flows(self) -> int:
+        """Flows created since the start."""
+        return int(self.counters[CNT_NEW_FLOWS])
+
+    def room(self) -> int:
+        """New flows that can be created now without ending any."""
+        return self.n_free + max(self.max_flows - self.n_flows, 0)
+
+    def columns(self) -> FlowColumns:
+        return FlowColumns(*(getattr(self, name) for name in COLUMNS))
+
     def reserve(self, extra: int) -> None:
-        """Make room for ``extra`` more flows (bounded by max_flows) before a batch."""
-        want = min(self.n_flows + extra, self.max_flows)
-        if want > self.capacity:
-            new_cap = max(want, self.capacity * 2, 1024)
-            new_cap = min(new_cap, self.max_flows)
-            for name in self._PER_FLOW:
-                old = getattr(self, name)
-                grown = np.zeros((new_cap,) + old.shape[1:], dtype=old.dtype)
-                grown[: self.n_flows] = old[: self.n_flows]
+        """Make room in the arrays for ``extra`` more flows (bounded by max_flows)."""
+        have = self.n_free + (self.capacity - self.n_flows)
+        if extra > have and self.capacity < self.max_flows:
+            want = min(self.n_flows + extra - self.n_free, self.max_flows)
+            new_cap = min(max(want, self.capacity * 2, 1024), self.max_flows)
+            n = self.n_flows
+            for name, (dt, shape, fill) in COLUMNS.items():
+                grown = np.full((new_cap, *shape), fill, dtype=dt)
+                grown[:n] = getattr(self, name)[:n]
                 setattr(self, name, grown)
+            free = np.zeros(new_cap, dtype=np.int64)
+            free[: self.n_free] = self.free[: self.n_free]
+            self.free = free
         # keep the hash index at most half full
         slots = self.index.shape[0]
-        if want * 2 > slots:
-            while want * 2 > slots:
+        if self.capacity * 2 > slots:
+            while self.capacity * 2 > slots:
                 slots *= 2
-            self.index = np.full(slots, EMPTY, dtype=np.int64)
-            _rehash(
-                self.index,
-                self.n_flows,
-                self.a_hi,
-                self.a_lo,
-                self.b_hi,
-                self.b_lo,
-                self.a_port,
-                self.b_port,
-                self.proto,
-                self.vlan,
-            )
+            old, self.index = self.index, np.full(slots, EMPTY, dtype=np.int64)
+            _rehash(old, self.index)
 
     def nbytes(self) -> int:
-        return int(self.index.nbytes + sum(getattr(self, n).nbytes for n in self._PER_FLOW))
+        return int(self.index.nbytes + self.free.nbytes + sum(getattr(self, n).nbytes for n in COLUMNS))
+
+    # --- ending and releasing flows (vectorised; Numba only for the index deletions)
+
+    def live_flows(self) -> np.ndarray:
+        return np.flatnonzero(self.status[: self.n_flows] == SLOT_LIVE)
+
+    def ended_flows(self) -> np.ndarray:
+        """Slots whose flows ended and wait to be finalized and released, in slot order."""
+        return np.flatnonzero(self.status[: self.n_flows] == SLOT_ENDED)
+
+    def end(self, flows: np.ndarray, reason: int) -> None:
+        """End these live flows: out of the hash index, slot kept until release()."""
+        flows = np.asarray(flows, dtype=np.int64)
+        flows = flows[self.status[flows] == SLOT_LIVE]
+        if len(flows) == 0:
+            return
+        _unindex(self.index, self.key_hash, flows)
+        self.status[flows] = SLOT_ENDED
+        self.end_reason[flows] = reason
+        self.deadline[flows] = NEVER
+        self.cursor[CUR_LIVE] -= len(flows)
+
+    def release(self, flows: np.ndarray) -> None:
+        """The pipeline has finalized these ended flows: their slots may be reused."""
+        flows = np.asarray(flows, dtype=np.int64)
+        if len(flows) == 0:
+            return
+        if (self.status[flows] != SLOT_ENDED).any():
+            raise ValueError("release() takes ended flows only")
+        self.status[flows] = SLOT_FREE
+        top = self.n_free
+        self.free[top : top + len(flows)] = flows[::-1]  # the first given is reused first
+        self.cursor[CUR_FREE] = top + len(flows)
+
+    def expired(self, now: int, emergency: bool = False, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Live flows idle past their timeout at capture time ``now`` (ns); with
+        ``emergency``, by the emergency timeouts. ``exclude``: a mask of slots to keep."""
+        n = self.n_flows
+        if emergency:
+            live = self.live_flows()
+            limit = self.emergency_timeouts[
+                PROTO_TIMEOUT_ROW[self.proto[live]], flow_states(self, live).astype(np.int64)
+            ]
+            out = live[now - self.last_ts[live] > limit]
+        else:
+            out = np.flatnonzero(self.deadline[:n] < now)
+        if exclude is not None and len(out):
+            out = out[~exclude[out]]
+        return out
+
+    def least_recent(self, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Up to ``k`` live flows with the oldest last packet, skipping masked slots."""
+        live = self.live_flows()
+        if exclude is not None:
+            live = live[~exclude[live]]
+        if k <= 0 or len(live) == 0:
+            return np.zeros(0, np.int64)
+        if len(live) <= k:
+            return live
+        pick = np.argpartition(self.last_ts[live], k - 1)[:k]
+        return np.sort(live[pick])
+
+    def check_index(self) -> None:
+        """Raise AssertionError unless the index holds exactly the live flows, each on its
+        probe path (for tests)."""
+        entries = self.index[self.index != EMPTY]
+        held = entries & ENTRY_FLOW
+        live = self.live_flows()
+        assert np.array_equal(np.sort(held), live), "index and live flows differ"
+        tags = (entries >> 32) & ENTRY_FLOW
+        assert np.array_equal(tags, (self.key_hash[held] & np.uint64(ENTRY_FLOW)).astype(np.int64))
+        bad = _misplaced(self.index)
+        assert bad < 0, f"flow {bad} is not reachable from its home slot"
 
 
 @nb.njit(cache=True, inline="always")
@@ -160,15 +342,75 @@ def key_hash(a_hi, a_lo, b_hi, b_lo, a_port, b_port, proto, vlan):
     return h
 
 
+@nb.njit(cache=True, inline="always")
+def _entry(h, f):
+    return (np.int64(h & np.uint64(ENTRY_FLOW)) << np.int64(32)) | np.int64(f)
+
+
+@nb.njit(cache=True, inline="always")
+def _home(entry, mask):
+    return (entry >> np.int64(32)) & mask
+
+
 @nb.njit(cache=True)
-def _rehash(index, n_flows, a_hi, a_lo, b_hi, b_lo, a_port, b_port, proto, vlan):
-    mask = np.uint64(index.shape[0] - 1)
-    for f in range(n_flows):
-        h = key_hash(a_hi[f], a_lo[f], b_hi[f], b_lo[f], a_port[f], b_port[f], proto[f], vlan[f])
-        slot = np.int64(h & mask)
+def _rehash(old, index):
+    """Move every entry of ``old`` into the larger, empty ``index``."""
+    mask = np.int64(index.shape[0] - 1)
+    for s in range(old.shape[0]):
+        e = old[s]
+        if e == EMPTY:
+            continue
+        slot = _home(e, mask)
         while index[slot] != EMPTY:
-            slot = (slot + 1) & np.int64(mask)
-        index[slot] = f
+            slot = (slot + 1) & mask
+        index[slot] = e
+
+
+@nb.njit(cache=True)
+def _delete_at(index, hole):
+    """Empty index[hole] by backward shift: later entries of the probe run move back when
+    the hole lies on their path from their home slot, so every lookup still finds them."""
+    mask = np.int64(index.shape[0] - 1)
+    j = hole
+    while True:
+        j = (j + 1) & mask
+        e = index[j]
+        if e == EMPTY:
+            break
+        home = _home(e, mask)
+        if ((j - home) & mask) >= ((j - hole) & mask):
+            index[hole] = e
+            hole = j
+    index[hole] = EMPTY
+
+
+@nb.njit(cache=True)
+def _unindex(index, hashes, flows):
+    mask = np.int64(index.shape[0] - 1)
+    for k in range(flows.shape[0]):
+        want = _entry(hashes[flows[k]], flows[k])
+        slot = np.int64(hashes[flows[k]] & np.uint64(mask))
+        while index[slot] != EMPTY:
+            if index[slot] == want:
+                _delete_at(index, slot)
+                break
+            slot = (slot + 1) & mask
+
+
+@nb.njit(cache=True)
+def _misplaced(index):
+    """A flow whose probe run from its home slot meets an empty slot first, or -1."""
+    mask = np.int64(index.shape[0] - 1)
+    for s in range(index.shape[0]):
+        e = index[s]
+        if e == EMPTY:
+            continue
+        j = _home(e, mask)
+        while j != s:
+            if index[j] == EMPTY:
+                return e & ENTRY_FLOW
+            j = (j + 1) & mask
+    return -1
 
 
 @nb.njit(cache=True, inline="always")
@@ -178,6 +420,31 @@ def _less(x_hi, x_lo, x_port, y_hi, y_lo, y_port):
     if x_lo != y_lo:
         return x_lo < y_lo
     return x_port < y_port
+
+
+@nb.njit(cache=True, inline="always")
+def _canonical(s_hi, s_lo, sp, d_hi, d_lo, dp):
+    """(src is endpoint a, a_hi, a_lo, a_port, b_hi, b_lo, b_port)."""
+    src_is_a = _less(s_hi, s_lo, sp, d_hi, d_lo, dp) or (s_hi == d_hi and s_lo == d_lo and sp == dp)
+    if src_is_a:
+        return True, s_hi, s_lo, sp, d_hi, d_lo, dp
+    return False, d_hi, d_lo, dp, s_hi, s_lo, sp
+
+
+@nb.njit(cache=True, inline="always")
+def state_of(proto, tcp_state, pkts_to_server, pkts_to_client):
+    """Suricata's flow state: TCP closed after a RST or a FIN each way, established after
+    the handshake (or a midstream pick-up); other protocols established once both
+    directions have been seen."""
+    if proto == TCP:
+        if (tcp_state & HS_RST) or (tcp_state & HS_BOTH_FINS) == HS_BOTH_FINS:
+            return STATE_CLOSED
+        if tcp_state & (HS_ACK | HS_MIDSTREAM):
+            return STATE_ESTABLISHED
+        return STATE_NEW
+    if pkts_to_server > 0 and pkts_to_client > 0:
+        return STATE_ESTABLISHED
+    return STATE_NEW
 
 
 @nb.njit(cache=True)
@@ -197,25 +464,11 @@ def assign_flows(
     vlan_inner,
     vlan_outer,
     index,
-    n_flows,
-    max_flows,
-    t_a_hi,
-    t_a_lo,
-    t_b_hi,
-    t_b_lo,
-    t_a_port,
-    t_b_port,
-    t_proto,
-    t_vlan,
-    t_ipver,
-    t_client_is_a,
-    t_flow_id,
-    t_first_ts,
-    t_last_ts,
-    t_pkts,
-    t_bytes,
-    t_tcp_state,
-    t_tcp_flags,
+    t,
+    free,
+    cursor,
+    timeouts,
+    proto_row,
     counters,
     out_flow,
     out_dir,
@@ -223,92 +476,119 @@ def assign_flows(
 ):
     """Look up or create each eligible packet's flow; fill flow index, direction
     (TO_SERVER/TO_CLIENT) and whether the flow counts as established at that packet.
-    Returns the new number of flows."""
-    mask = np.int64(index.shape[0] - 1)
+    A packet that finds its flow timed out ends it (reason timeout) and starts a new one.
+    New flows take released slots first, then never-used ones."""
     n = eligible.shape[0]
+    capacity = t.a_hi.shape[0]
+    mask = np.int64(index.shape[0] - 1)
     for i in range(n):
         out_flow[i] = -1
         out_dir[i] = 0
         out_established[i] = 0
         if not eligible[i]:
             continue
-        s_hi = src_hi[i]
-        s_lo = src_lo[i]
-        d_hi = dst_hi[i]
-        d_lo = dst_lo[i]
-        sp = sport[i]
-        dp = dport[i]
-        src_is_a = _less(s_hi, s_lo, sp, d_hi, d_lo, dp) or (s_hi == d_hi and s_lo == d_lo and sp == dp)
-        if src_is_a:
-            a_hi, a_lo, a_port, b_hi, b_lo, b_port = s_hi, s_lo, sp, d_hi, d_lo, dp
-        else:
-            a_hi, a_lo, a_port, b_hi, b_lo, b_port = d_hi, d_lo, dp, s_hi, s_lo, sp
+        src_is_a, a_hi, a_lo, a_port, b_hi, b_lo, b_port = _canonical(
+            src_hi[i], src_lo[i], sport[i], dst_hi[i], dst_lo[i], dport[i]
+        )
         pr = proto[i]
         vl = (np.uint32(vlan_outer[i]) << np.uint32(16)) | np.uint32(vlan_inner[i])
         h = key_hash(a_hi, a_lo, b_hi, b_lo, a_port, b_port, pr, vl)
+        ts = ts_ns[i]
+        # the probe is written out here, not in a helper: a helper taking the column
+        # tuple costs this loop a third of its speed
         slot = np.int64(h & np.uint64(mask))
+        tag = np.int64(h & np.uint64(ENTRY_FLOW))
         f = -1
         while True:
-            cand = index[slot]
-            if cand == EMPTY:
+            e = index[slot]
+            if e == EMPTY:
                 break
+            cand = e & ENTRY_FLOW
             if (
-                t_a_hi[cand] == a_hi
-                and t_a_lo[cand] == a_lo
-                and t_b_hi[cand] == b_hi
-                and t_b_lo[cand] == b_lo
-                and t_a_port[cand] == a_port
-                and t_b_port[cand] == b_port
-                and t_proto[cand] == pr
-                and t_vlan[cand] == vl
+                ((e >> np.int64(32)) & ENTRY_FLOW) == tag
+                and t.a_hi[cand] == a_hi
+                and t.a_lo[cand] == a_lo
+                and t.b_hi[cand] == b_hi
+                and t.b_lo[cand] == b_lo
+                and t.a_port[cand] == a_port
+                and t.b_port[cand] == b_port
+                and t.proto[cand] == pr
+                and t.vlan[cand] == vl
             ):
                 f = cand
                 break
             slot = (slot + 1) & mask
+        if (
+            f >= 0
+            and ts - t.last_ts[f]
+            > timeouts[proto_row[pr], state_of(pr, t.tcp_state[f], t.pkts[f, 0], t.pkts[f, 1])]
+        ):
+            # idle past its timeout: the old flow ends here, this packet opens a new one
+            _delete_at(index, slot)
+            t.status[f] = SLOT_ENDED
+            t.end_reason[f] = END_TIMEOUT
+            t.deadline[f] = NEVER
+            cursor[CUR_LIVE] -= 1
+            counters[CNT_TIMEOUT_ON_PACKET] += 1
+            f = -1
+            slot = np.int64(h & np.uint64(mask))
+            while index[slot] != EMPTY:
+                slot = (slot + 1) & mask
         flags = tcp_flags[i]
         if f == -1:
-            if n_flows >= max_flows or n_flows >= t_a_hi.shape[0]:
+            if cursor[CUR_FREE] > 0:
+                cursor[CUR_FREE] -= 1
+                f = free[cursor[CUR_FREE]]
+                counters[CNT_SLOTS_REUSED] += 1
+            elif cursor[CUR_HIGH] < capacity:
+                f = cursor[CUR_HIGH]
+                cursor[CUR_HIGH] += 1
+            else:
                 counters[CNT_TABLE_FULL] += 1
                 continue
-            f = n_flows
-            n_flows += 1
-            index[slot] = f
-            t_a_hi[f] = a_hi
-            t_a_lo[f] = a_lo
-            t_b_hi[f] = b_hi
-            t_b_lo[f] = b_lo
-            t_a_port[f] = a_port
-            t_b_port[f] = b_port
-            t_proto[f] = pr
-            t_vlan[f] = vl
-            t_ipver[f] = ip_version[i]
+            index[slot] = _entry(h, f)
+            cursor[CUR_LIVE] += 1
+            t.a_hi[f] = a_hi
+            t.a_lo[f] = a_lo
+            t.b_hi[f] = b_hi
+            t.b_lo[f] = b_lo
+            t.a_port[f] = a_port
+            t.b_port[f] = b_port
+            t.proto[f] = pr
+            t.vlan[f] = vl
+            t.key_hash[f] = h
+            t.ip_version[f] = ip_version[i]
             # the client is the SYN's sender; a SYN/ACK seen first names its receiver;
             # otherwise the first packet's sender
             sender_is_client = True
             if pr == TCP and (flags & TH_SYN) and (flags & TH_ACK):
                 sender_is_client = False
-            t_client_is_a[f] = 1 if (src_is_a == sender_is_client) else 0
-            fid = key_hash(a_hi, a_lo, b_hi, b_lo, a_port, b_port, pr, vl) ^ np.uint64(ts_ns[i])
-            fid = _mix(fid, np.uint64(f))
-            t_flow_id[f] = np.int64(fid & np.uint64(0x7FFFFFFFFFFFF)) | np.int64(1)
-            t_first_ts[f] = ts_ns[i]
-            t_last_ts[f] = ts_ns[i]
-            t_pkts[f, 0] = 0
-            t_pkts[f, 1] = 0
-            t_bytes[f, 0] = 0
-            t_bytes[f, 1] = 0
-            t_tcp_state[f] = 0
-            t_tcp_flags[f, 0] = 0
-            t_tcp_flags[f, 1] = 0
+            t.client_is_a[f] = 1 if (src_is_a == sender_is_client) else 0
+            # unique per run: the creation sequence number in the low 31 bits, 22 bits of
+            # the key hash above (below 2**53, exact for JSON readers that use doubles)
+            seq = counters[CNT_NEW_FLOWS] + 1
+            fid = (np.int64(h >> np.uint64(42)) << np.int64(31)) | (seq & np.int64(0x7FFFFFFF))
+            t.flow_id[f] = fid
+            t.first_ts[f] = ts
+            t.last_ts[f] = ts
+            t.pkts[f, 0] = 0
+            t.pkts[f, 1] = 0
+            t.bytes[f, 0] = 0
+            t.bytes[f, 1] = 0
+            t.tcp_state[f] = 0
+            t.tcp_flags[f, 0] = 0
+            t.tcp_flags[f, 1] = 0
+            t.status[f] = SLOT_LIVE
+            t.end_reason[f] = END_NONE
             counters[CNT_NEW_FLOWS] += 1
-        d = TO_SERVER if (src_is_a == (t_client_is_a[f] == 1)) else TO_CLIENT
+        d = TO_SERVER if (src_is_a == (t.client_is_a[f] == 1)) else TO_CLIENT
         out_flow[i] = f
         out_dir[i] = d
-        t_pkts[f, d] += 1
-        t_bytes[f, d] += wirelen[i]
-        if ts_ns[i] > t_last_ts[f]:
-            t_last_ts[f] = ts_ns[i]
-        st = t_tcp_state[f]
+        t.pkts[f, d] += 1
+        t.bytes[f, d] += wirelen[i]
+        if ts > t.last_ts[f]:
+            t.last_ts[f] = ts
+        st = t.tcp_state[f]
         if pr == TCP:
             syn = (flags & TH_SYN) != 0
             ack = (flags & TH_ACK) != 0
@@ -324,23 +604,121 @@ def assign_flows(
                 st |= HS_FIN_TO_SERVER if d == TO_SERVER else HS_FIN_TO_CLIENT
             if flags & TH_RST:
                 st |= HS_RST
-            t_tcp_state[f] = st
-            t_tcp_flags[f, d] |= flags
+            t.tcp_state[f] = st
+            t.tcp_flags[f, d] |= flags
             out_established[i] = 1 if (st & (HS_ACK | HS_MIDSTREAM)) else 0
         else:
-            # UDP and others: established once both directions have been seen (as Suricata)
-            out_established[i] = 1 if (t_pkts[f, 0] > 0 and t_pkts[f, 1] > 0) else 0
-    return n_flows
+            out_established[i] = 1 if (t.pkts[f, 0] > 0 and t.pkts[f, 1] > 0) else 0
+        state = state_of(pr, st, t.pkts[f, 0], t.pkts[f, 1])
+        t.deadline[f] = t.last_ts[f] + timeouts[proto_row[pr], state]
+
+
+@nb.njit(cache=True, inline="always")
+def _same_tuple(i, j, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport, vlan_inner, vlan_outer):
+    if proto[i] != proto[j] or vlan_inner[i] != vlan_inner[j] or vlan_outer[i] != vlan_outer[j]:
+        return False
+    fwd = (
+        src_hi[i] == src_hi[j]
+        and src_lo[i] == src_lo[j]
+        and sport[i] == sport[j]
+        and dst_hi[i] == dst_hi[j]
+        and dst_lo[i] == dst_lo[j]
+        and dport[i] == dport[j]
+    )
+    if fwd:
+        return True
+    return (
+        src_hi[i] == dst_hi[j]
+        and src_lo[i] == dst_lo[j]
+        and sport[i] == dport[j]
+        and dst_hi[i] == src_hi[j]
+        and dst_lo[i] == src_lo[j]
+        and dport[i] == sport[j]
+    )
+
+
+@nb.njit(cache=True)
+def count_new_flows(
+    eligible,
+    ts_ns,
+    proto,
+    src_hi,
+    src_lo,
+    dst_hi,
+    dst_lo,
+    sport,
+    dport,
+    vlan_inner,
+    vlan_outer,
+    index,
+    t,
+    touched,
+    scratch,
+):
+    """Before a batch that could overflow the table: how many distinct tuples of the
+    batch have no live flow (or find theirs timed out), i.e. the flows it will create;
+    ``touched`` marks the live flows it continues. ``scratch``: an empty set of packet
+    indices, a power of two at least twice the batch."""
+    smask = np.int64(scratch.shape[0] - 1)
+    mask = np.int64(index.shape[0] - 1)
+    n_new = 0
+    for i in range(eligible.shape[0]):
+        if not eligible[i]:
+            continue
+        src_is_a, a_hi, a_lo, a_port, b_hi, b_lo, b_port = _canonical(
+            src_hi[i], src_lo[i], sport[i], dst_hi[i], dst_lo[i], dport[i]
+        )
+        pr = proto[i]
+        vl = (np.uint32(vlan_outer[i]) << np.uint32(16)) | np.uint32(vlan_inner[i])
+        h = key_hash(a_hi, a_lo, b_hi, b_lo, a_port, b_port, pr, vl)
+        slot = np.int64(h & np.uint64(mask))
+        tag = np.int64(h & np.uint64(ENTRY_FLOW))
+        f = -1
+        while True:  # as in assign_flows
+            e = index[slot]
+            if e == EMPTY:
+                break
+            cand = e & ENTRY_FLOW
+            if (
+                ((e >> np.int64(32)) & ENTRY_FLOW) == tag
+                and t.a_hi[cand] == a_hi
+                and t.a_lo[cand] == a_lo
+                and t.b_hi[cand] == b_hi
+                and t.b_lo[cand] == b_lo
+                and t.a_port[cand] == a_port
+                and t.b_port[cand] == b_port
+                and t.proto[cand] == pr
+                and t.vlan[cand] == vl
+            ):
+                f = cand
+                break
+            slot = (slot + 1) & mask
+        if f >= 0 and ts_ns[i] <= t.deadline[f]:
+            touched[f] = True
+            continue
+        s = np.int64(h & np.uint64(smask))
+        while True:
+            j = scratch[s]
+            if j == EMPTY:
+                scratch[s] = i
+                n_new += 1
+                break
+            if _same_tuple(i, j, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport, vlan_inner, vlan_outer):
+                break
+            s = (s + 1) & smask
+    return n_new
 
 
 def track_flows(table: FlowTable, eligible: np.ndarray, packets, decoded):
-    """Assign flows for one batch; returns (flow index, direction, established) columns."""
+    """Assign flows for one batch; returns (flow index, direction, established) columns.
+    Flows a packet finds timed out are left ENDED in the table for the caller to
+    finalize and release (FlowTracker does both)."""
     n = len(eligible)
-    table.reserve(n)
+    table.reserve(int(np.count_nonzero(eligible)))
     out_flow = np.empty(n, dtype=np.int64)
     out_dir = np.empty(n, dtype=np.uint8)
     out_est = np.empty(n, dtype=np.uint8)
-    table.n_flows = assign_flows(
+    assign_flows(
         eligible,
         packets.ts_ns,
         packets.wirelen,
@@ -356,25 +734,11 @@ def track_flows(table: FlowTable, eligible: np.ndarray, packets, decoded):
         decoded.vlan,
         decoded.vlan_outer,
         table.index,
-        table.n_flows,
-        table.max_flows,
-        table.a_hi,
-        table.a_lo,
-        table.b_hi,
-        table.b_lo,
-        table.a_port,
-        table.b_port,
-        table.proto,
-        table.vlan,
-        table.ip_version,
-        table.client_is_a,
-        table.flow_id,
-        table.first_ts,
-        table.last_ts,
-        table.pkts,
-        table.bytes,
-        table.tcp_state,
-        table.tcp_flags,
+        table.columns(),
+        table.free,
+        table.cursor,
+        table.timeouts,
+        PROTO_TIMEOUT_ROW,
         table.counters,
         out_flow,
         out_dir,
@@ -383,7 +747,33 @@ def track_flows(table: FlowTable, eligible: np.ndarray, packets, decoded):
     return out_flow, out_dir, out_est
 
 
-FLOW_STATES = ("new", "established", "closed")
+def count_new(table: FlowTable, eligible: np.ndarray, packets, decoded) -> tuple[int, np.ndarray]:
+    """(flows this batch would create, mask of the live flows it continues)."""
+    touched = np.zeros(table.capacity, dtype=bool)
+    if table.capacity == 0:
+        touched = np.zeros(1, dtype=bool)
+    size = 1
+    while size < 2 * max(int(np.count_nonzero(eligible)), 1):
+        size *= 2
+    scratch = np.full(size, EMPTY, dtype=np.int64)
+    n_new = count_new_flows(
+        eligible,
+        packets.ts_ns,
+        decoded.proto,
+        decoded.src_hi,
+        decoded.src_lo,
+        decoded.dst_hi,
+        decoded.dst_lo,
+        decoded.sport,
+        decoded.dport,
+        decoded.vlan,
+        decoded.vlan_outer,
+        table.index,
+        table.columns(),
+        touched,
+        scratch,
+    )
+    return int(n_new), touched
 
 
 def endpoints(table: FlowTable, flow: np.ndarray, direction: np.ndarray):
@@ -410,12 +800,11 @@ def established(table: FlowTable, flow: np.ndarray) -> np.ndarray:
     return np.where(table.proto[f] == TCP, tcp_est, both)
 
 
-def flow_states(table: FlowTable) -> np.ndarray:
-    """Each flow's state as Suricata names it in flow events: 0 new, 1 established, 2 closed
-    (TCP: a RST, or a FIN each way)."""
-    n = table.n_flows
-    st = table.tcp_state[:n]
-    both_fins = HS_FIN_TO_SERVER | HS_FIN_TO_CLIENT
-    closed = (table.proto[:n] == TCP) & (((st & HS_RST) != 0) | ((st & both_fins) == both_fins))
-    est = established(table, np.arange(n))
-    return np.where(closed, 2, np.where(est, 1, 0)).astype(np.uint8)
+def flow_states(table: FlowTable, flows: np.ndarray | None = None) -> np.ndarray:
+    """Each flow's state as Suricata names it in flow events (FLOW_STATES): 0 new,
+    1 established, 2 closed (TCP: a RST, or a FIN each way). Default: every slot handed out."""
+    f = np.arange(table.n_flows) if flows is None else np.asarray(flows, dtype=np.int64)
+    st = table.tcp_state[f]
+    closed = (table.proto[f] == TCP) & (((st & HS_RST) != 0) | ((st & HS_BOTH_FINS) == HS_BOTH_FINS))
+    est = established(table, f)
+    return np.where(closed, STATE_CLOSED, np.where(est, STATE_ESTABLISHED, STATE_NEW)).astype(np.uint8)

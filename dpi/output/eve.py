@@ -79,10 +79,17 @@ class EveWriter:
     def write_event(self, event: dict) -> None:
         self.fh.write(json.dumps(event, separators=(",", ":")) + "\n")
 
-    def write_flows(self, flows, states, alerted, reason: str = "shutdown") -> None:
-        events = flow_events(flows, states, alerted, reason)
+    def write_flows(self, flows, index, states, reasons) -> None:
+        """One flow event per ended flow in ``index`` (slots of ``flows``), ``alerted``
+        from the alerts this writer wrote for them."""
+        alerted = np.fromiter((f in self.alerted_flows for f in index.tolist()), dtype=bool, count=len(index))
+        events = flow_events(flows, index, states, alerted, reasons)
         if events:
             self.fh.write("\n".join(json.dumps(e, separators=(",", ":")) for e in events) + "\n")
+
+    def forget_flows(self, index) -> None:
+        """These flows ended: their slots will hold other flows."""
+        self.alerted_flows.difference_update(np.asarray(index).tolist())
 
     def write_alerts(self, alerts, rules, flows) -> None:
         if len(alerts) == 0:
@@ -136,36 +143,46 @@ TCP_FLAG_NAMES = (
 )
 
 
-def flow_events(flows, states, alerted, reason: str = "shutdown") -> list[dict]:
-    """One EVE ``flow`` event per flow, with Suricata's fields; source is the client."""
-    from dpi.flow.table import FLOW_STATES
+def flow_events(flows, index, states, alerted, reasons) -> list[dict]:
+    """One EVE ``flow`` event per flow slot in ``index``, with Suricata's fields; source is
+    the client. ``states``, ``alerted`` and ``reasons`` (END_* codes) are per entry."""
+    from dpi.flow.table import END_EMERGENCY, END_REASON_MASK, END_REASONS, FLOW_STATES
 
-    n = flows.n_flows
-    ends = endpoint_fields(flows, np.arange(n), np.zeros(n, np.uint8))
+    index = np.asarray(index, dtype=np.int64)
+    n = len(index)
+    ends = endpoint_fields(flows, index, np.zeros(n, np.uint8))
+    cols = {
+        name: getattr(flows, name)[index].tolist()
+        for name in ("proto", "first_ts", "last_ts", "flow_id", "pkts", "bytes", "tcp_flags")
+    }
     events = []
-    for f in range(n):
-        proto = int(flows.proto[f])
-        start, end = int(flows.first_ts[f]), int(flows.last_ts[f])
+    for k in range(n):
+        start, end = cols["first_ts"][k], cols["last_ts"][k]
+        pkts, byts = cols["pkts"][k], cols["bytes"][k]
+        reason = int(reasons[k])
         event = {
             "timestamp": format_timestamp(end),
-            "flow_id": int(flows.flow_id[f]),
+            "flow_id": cols["flow_id"][k],
             "event_type": "flow",
-            **ends[f],
+            **ends[k],
         }
-        event["flow"] = {
-            "pkts_toserver": int(flows.pkts[f, 0]),
-            "pkts_toclient": int(flows.pkts[f, 1]),
-            "bytes_toserver": int(flows.bytes[f, 0]),
-            "bytes_toclient": int(flows.bytes[f, 1]),
+        flow = {
+            "pkts_toserver": pkts[0],
+            "pkts_toclient": pkts[1],
+            "bytes_toserver": byts[0],
+            "bytes_toclient": byts[1],
             "start": format_timestamp(start),
             "end": format_timestamp(end),
-            "age": (end - start) // 1_000_000_000,
-            "state": FLOW_STATES[int(states[f])],
-            "reason": reason,
-            "alerted": bool(alerted[f]),
+            "age": end // 1_000_000_000 - start // 1_000_000_000,
         }
-        if proto == 6:
-            ts_flags, tc_flags = int(flows.tcp_flags[f, 0]), int(flows.tcp_flags[f, 1])
+        if reason & END_EMERGENCY:
+            flow["emergency"] = True
+        flow["state"] = FLOW_STATES[int(states[k])]
+        flow["reason"] = END_REASONS[reason & END_REASON_MASK]
+        flow["alerted"] = bool(alerted[k])
+        event["flow"] = flow
+        if cols["proto"][k] == 6:
+            ts_flags, tc_flags = cols["tcp_flags"][k]
             both = ts_flags | tc_flags
             tcp = {
                 "tcp_flags": f"{both:02x}",

@@ -1,5 +1,7 @@
 """`dpi streams`: the reassembled bytes of every TCP direction, one file each, named as
 tcpflow names them, with an ``index.json`` of what each file holds and where its holes are.
+A later flow on the same tuple (after a timeout or an eviction) gets its own files, with
+tcpflow's connection suffix (``c1``, ``c2``, ...).
 
 Per batch, a Numba kernel gathers the chunks of each direction into one contiguous run, so
 Python writes once per direction and batch, never once per packet.
@@ -19,6 +21,7 @@ from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
 from dpi.flow.table import FlowTable, endpoints
 from dpi.flow.tracking import FlowTracker
 from dpi.output.eve import endpoint_fields, format_timestamp
+from dpi.settings import Settings
 from dpi.stream import SRC_CAPTURE, ChunkTable, StreamConfig, TcpReassembler
 
 
@@ -71,7 +74,22 @@ class StreamWriter:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.flows = flows
-        self.files: dict[tuple[int, int], StreamFile] = {}
+        self.files: dict[str, StreamFile] = {}  # every direction written, by file name
+        self.open: dict[tuple[int, int], StreamFile] = {}  # (flow slot, direction) of live flows
+
+    def end_flows(self, flows: np.ndarray) -> None:
+        """These flows ended (their held data already written): their slots will hold
+        other flows, whose bytes go to files of their own."""
+        for f in np.asarray(flows).tolist():
+            self.open.pop((f, 0), None)
+            self.open.pop((f, 1), None)
+
+    def _unique_name(self, name: str) -> str:
+        k, unique = 0, name
+        while unique in self.files:
+            k += 1
+            unique = f"{name}c{k}"
+        return unique
 
     def _describe(self, f: int, d: int, ts_ns: int) -> StreamFile:
         fl = self.flows
@@ -80,7 +98,9 @@ class StreamWriter:
         ver = int(fl.ip_version[f])
         ends = endpoint_fields(fl, flow, direction)[0]
         return StreamFile(
-            file=f"{endpoint_name(s_hi, s_lo, ver, sp)}-{endpoint_name(d_hi, d_lo, ver, dp)}",
+            file=self._unique_name(
+                f"{endpoint_name(s_hi, s_lo, ver, sp)}-{endpoint_name(d_hi, d_lo, ver, dp)}"
+            ),
             flow_id=int(fl.flow_id[f]),
             src_ip=ends["src_ip"],
             src_port=sp,
@@ -119,10 +139,11 @@ class StreamWriter:
             gaps_by_group.setdefault(g, []).append({"offset": at, "length": ln})
         for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             f, d = divmod(int(key[s]), 2)
-            sf = self.files.get((f, d))
+            sf = self.open.get((f, d))
             first = int(pos[s])
             if sf is None:
-                sf = self.files[(f, d)] = self._describe(f, d, int(chunks.ts_ns[order[s]]))
+                sf = self.open[(f, d)] = self._describe(f, d, int(chunks.ts_ns[order[s]]))
+                self.files[sf.file] = sf
                 sf.next_pos = first
                 (self.out_dir / sf.file).write_bytes(b"")
             if first > sf.next_pos:  # a hole between the last batch and this one
@@ -147,11 +168,23 @@ def write_streams(
     reader: str = "native",
     batch_size: int = DEFAULT_BATCH_SIZE,
     config: StreamConfig | None = None,
+    settings: Settings | None = None,
+    max_flows: int | None = None,
 ) -> tuple[StreamWriter, list[CaptureError]]:
-    """Reassemble every TCP direction of the captures into files under ``out_dir``."""
-    tracker = FlowTracker()
+    """Reassemble every TCP direction of the captures into files under ``out_dir``. A
+    flow's files are complete when it ends (timeout, eviction, end of capture), before
+    its slot holds another flow. ``config`` is a shorthand that replaces ``settings.stream``."""
+    settings = settings or Settings()
+    streams = TcpReassembler(config if config is not None else settings.stream)
+    writer: StreamWriter
+    empty = np.zeros(0, np.uint8)
+
+    def end_flows(ended: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
+        writer.write(empty, streams.flush_flows(ended))
+        writer.end_flows(ended)
+
+    tracker = FlowTracker(max_flows=max_flows, config=settings.flow, on_end=end_flows)
     flows = tracker.table
-    streams = TcpReassembler(config)
     writer = StreamWriter(Path(out_dir), flows)
     errors: list[CaptureError] = []
     for batch in batches_of(pcaps, reader, batch_size, errors):
@@ -160,6 +193,9 @@ def write_streams(
         streams.reserve(flows.capacity)
         chunks = streams.process(batch.buffer, eligible, decoded, batch.ts_ns, batch.number, flow, direction)
         writer.write(batch.buffer, chunks)
-    writer.write(np.zeros(0, np.uint8), streams.flush(flows.n_flows))
-    writer.write_index({"tcp": streams.stats(), "capture_errors": [str(e) for e in errors]})
+        tracker.end_idle()
+    tracker.end_all()
+    writer.write_index(
+        {"tcp": streams.stats(), "flow": tracker.flow_counts(), "capture_errors": [str(e) for e in errors]}
+    )
     return writer, errors
