@@ -15,8 +15,10 @@ import numpy as np
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
-from dpi.flow.table import FLOW_STATES
-from dpi.flow.tracking import FlowTracker
+from dpi.flow.table import FLOW_STATES, HS_ACK, HS_MIDSTREAM, TCP
+from dpi.flow.tracking import FlowTracker, tracker_for
+from dpi.hostos import stream_policy_map
+from dpi.output.anomaly import write_overlap_anomalies
 from dpi.output.eve import EveWriter, format_timestamp
 from dpi.rules import RuleSet, load_rules
 from dpi.settings import Settings
@@ -35,6 +37,8 @@ class ScanResult:
     detect: dict[str, int] = field(default_factory=dict)
     flow_states: dict[str, int] = field(default_factory=dict)  # flows by state at their end
     flow: dict = field(default_factory=dict)  # FlowTracker.flow_counts(): end reasons, evictions, ...
+    defrag: dict[str, int] = field(default_factory=dict)
+    anomalies: int = 0
     rules: dict = field(default_factory=dict)
     capture_errors: list[CaptureError] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -54,6 +58,7 @@ def fill_capture_counts(result: ScanResult, tracker: FlowTracker) -> None:
     result.flow_states = {name: result.flow[name] for name in FLOW_STATES}
     result.decode = tracker.decode_counts()
     result.not_tracked = dict(tracker.not_tracked)
+    result.defrag = tracker.defrag.stats()
 
 
 class _Discard:
@@ -80,9 +85,12 @@ class Scanner:
         self.settings = settings or Settings()
         self.writer = writer if writer is not None else EveWriter(_Discard())
         self.flow_events = flow_events
-        self.tracker = FlowTracker(max_flows=max_flows, config=self.settings.flow, on_end=self._end_flows)
+        self.tracker = tracker_for(self.settings, max_flows=max_flows, on_end=self._end_flows)
         self.flows = self.tracker.table
         self.streams = TcpReassembler(self.settings.stream)
+        # the overlap policy of each packet's receiving host, when host-os-policy names any
+        self.stream_policy = stream_policy_map(self.settings) if self.settings.host_os_policy else None
+        self.midstream = bool(self.settings.stream.midstream)
         self.detector = Detector(db)
         self.result = ScanResult(rules=rules_summary or {})
         self.timings: Counter[str] = Counter()
@@ -93,30 +101,49 @@ class Scanner:
         return t1
 
     def process_batch(self, batch) -> AlertBatch:
-        """One batch through every stage; writes its alerts, then ends the flows idle past
-        their timeouts. Returns the batch's alerts (already written)."""
+        """One batch through every stage (and then the datagrams its fragments completed);
+        writes its alerts, then ends the flows idle past their timeouts. Returns the
+        batch's alerts (already written)."""
+        parts = []
         t = time.perf_counter()
-        decoded = self.tracker.decode(batch)
-        t = self._tick("decode", t)
-        # flows evicted to make room for this batch are finalized inside track()
-        eligible, flow, direction, established = self.tracker.track(batch, decoded)
-        t = self._tick("flow", t)
+        # flows evicted to make room for a batch are finalized inside the tracker
+        for packets, decoded, eligible, flow, direction, established in self.tracker.stages(batch):
+            t = self._tick("decode+flow", t)
+            parts.append(self._inspect(packets, decoded, eligible, flow, direction, established))
+            t = time.perf_counter()
+        self.tracker.end_idle()
+        self._tick("flow-end", t)
+        return parts[0] if len(parts) == 1 else AlertBatch.concat(parts)
+
+    def _inspect(self, packets, decoded, eligible, flow, direction, established) -> AlertBatch:
+        t = time.perf_counter()
+        if not self.midstream:
+            # no handshake seen and midstream pick-up off: not established (as Suricata)
+            st = self.flows.tcp_state[np.maximum(flow, 0)]
+            mid = (decoded.proto == TCP) & ((st & HS_MIDSTREAM) != 0) & ((st & HS_ACK) == 0)
+            established = np.where(mid, 0, established).astype(established.dtype)
         self.streams.reserve(self.flows.capacity)
+        policy = None
+        if self.stream_policy is not None:
+            policy = self.stream_policy.lookup(decoded.dst_hi, decoded.dst_lo)
+        buf = packets.buffer
         chunks = self.streams.process(
-            batch.buffer, eligible, decoded, batch.ts_ns, batch.number, flow, direction
+            buf, eligible, decoded, packets.ts_ns, packets.number, flow, direction, policy
         )
+        if len(self.streams.events):
+            self.result.anomalies += write_overlap_anomalies(self.writer.fh, self.streams.events, self.flows)
         t = self._tick("stream", t)
         stream_alerts = self.detector.detect_chunks(
-            batch.buffer, chunks, self.streams.next_slot, self.flows, established
+            buf, chunks, self.streams.next_slot, self.flows, established
         )
         t = self._tick("match+detect", t)
         header = self.detector.detect_headers(eligible, flow, direction, established, decoded, self.flows)
-        alerts = self.detector.finish_batch(stream_alerts, header, batch.ts_ns, batch.number, flow, direction)
+        alerts = self.detector.finish_batch(
+            stream_alerts, header, packets.ts_ns, packets.number, flow, direction
+        )
         t = self._tick("detect-headers", t)
         self.writer.write_alerts(alerts, self.db.rules, self.flows)
-        t = self._tick("output", t)
-        self.tracker.end_idle()
-        self._tick("flow-end", t)
+        self._tick("output", t)
         return alerts
 
     def _end_flows(self, flows: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
@@ -236,10 +263,11 @@ def flows_only(
     def end_flows(flows: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
         writer.write_flows(tracker.table, flows, states, reasons)
 
-    tracker = FlowTracker(max_flows=max_flows, config=settings.flow, on_end=end_flows)
+    tracker = tracker_for(settings, max_flows=max_flows, on_end=end_flows)
     result = ScanResult()
     for batch in batches_of(pcaps, reader, batch_size, result.capture_errors):
-        tracker.track(batch, tracker.decode(batch))
+        for _ in tracker.stages(batch):
+            pass  # each stage's flows are tracked as the generator runs
         tracker.end_idle()
     tracker.end_all()
     fill_capture_counts(result, tracker)
@@ -262,6 +290,8 @@ def stats_event(result: ScanResult) -> dict:
             "decoder": {"pkts": result.packets, "bytes": result.bytes, "status": decode},
             "flow": {**result.flow, "not_tracked": result.not_tracked},
             "tcp": result.stream,
+            "defrag": result.defrag,
+            "anomaly": {"stream.reassembly_overlap_different_data": result.anomalies},
             "detect": {"alert": result.alerts, **result.detect, **result.rules},
         },
     }

@@ -34,6 +34,14 @@ CAPTURES = [
     "ndpi/quic.pcap",
     "tcpreplay/test.pcap",
     "chrissanders/http-espn.pcapng",
+    # IP fragments carrying TCP/UDP: the reassembled datagrams count in their flows (the
+    # captures with only ICMP or unknown payload in fragments are checked in test_defrag)
+    "ndpi/dns-fragmented.pcap",
+    "ndpi/ip-fragmented-garbage.pcap",
+    "zeek/ipv4-fragmented-1.pcap",
+    "zeek/ipv4-fragmented-4.pcap",
+    "zeek/ipv6-fragmented-dns.pcap",
+    "zeek/ipv4-fragmented-syn.pcap",
 ]
 
 
@@ -45,9 +53,9 @@ def _events(path) -> list[dict]:
 
 def _tshark_counts(path, proto: str) -> Counter:
     """{(src, sport, dst, dport): [frames, bytes]} from tshark's dissection; frames inside a
-    tunnel or quoted by an ICMP error are not this protocol's conversations, and a datagram
-    tshark reassembled from IP fragments is left out: dpi counts fragments apart until its
-    defragmentation lands (they are in the stats event as fragment_awaiting_defrag)."""
+    tunnel or quoted by an ICMP error are not this protocol's conversations. A datagram
+    reassembled from IP fragments counts once, in the frame that completed it, with that
+    frame's length: dpi counts it the same way."""
     fields = [
         "frame.protocols",
         "ip.src",
@@ -60,7 +68,9 @@ def _tshark_counts(path, proto: str) -> Counter:
         "ip.frag_offset",
         "ipv6.fraghdr.offset",
     ]
-    args = ["tshark", "-r", str(path), "-Y", proto, "-T", "fields", "-E", "separator=|"]
+    # a TCP header shorter than 20 bytes is malformed: no flow (Suricata drops it too)
+    display = "tcp and tcp.hdr_len >= 20" if proto == "tcp" else proto
+    args = ["tshark", "-r", str(path), "-Y", display, "-T", "fields", "-E", "separator=|"]
     for f in fields:
         args += ["-e", f]
     rows = subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()
@@ -69,8 +79,6 @@ def _tshark_counts(path, proto: str) -> Counter:
         layers, s4, s6, sp, d4, d6, dp, length, frag4, frag6 = row.split("|")
         chain = layers.split(":")
         if chain.count("ip") + chain.count("ipv6") != 1 or "," in s4 + s6 + sp:
-            continue
-        if (frag4 and int(frag4) > 0) or (frag6 and int(frag6) > 0):
             continue
         key = (s4 or s6, int(sp), d4 or d6, int(dp))
         counts[key + ("frames",)] += 1

@@ -115,3 +115,18 @@ def test_holes_found_across_and_within_batches(tmp_path, batch_size):
     up = writer.files["010.000.000.001.40000-010.000.000.002.00080"]
     assert up.gaps == [{"offset": 200, "length": 100}, {"offset": 700, "length": 100}]
     assert (tmp_path / "out" / up.file).read_bytes() == data[:200] + data[300:700] + data[800:]
+
+
+@pytest.mark.parametrize(("policy", "head"), [("linux", b"LLLL"), ("windows", b"CCCL")])
+def test_index_lists_overlaps_and_files_follow_the_policy(tmp_path, policy, head):
+    from tests.test_stream_policy import SAME, _session
+
+    path = write_pcap(tmp_path / "a.pcap", _session(SAME, 1000))
+    out = tmp_path / "out"
+    assert main(["streams", str(path), "--out", str(out), "--set", f"stream.policy={policy}"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    (entry,) = [s for s in index["streams"] if s["direction"] == "to_server"]
+    assert (out / entry["file"]).read_bytes().startswith(head)
+    assert [o["offset"] for o in entry["overlaps"]] == [0, 0, 14, 14]
+    assert all(o["different_data"] for o in entry["overlaps"])
+    assert entry["gaps"] == [{"offset": 4, "length": 10}]

@@ -38,6 +38,15 @@ class AlertBatch:
         z = np.zeros(0, np.int64)
         return AlertBatch(z, z.copy(), z.copy(), z.copy(), np.zeros(0, np.uint8))
 
+    @staticmethod
+    def concat(parts: list[AlertBatch]) -> AlertBatch:
+        return AlertBatch(
+            *(
+                np.concatenate([getattr(p, name) for p in parts])
+                for name in ("rule", "ts_ns", "number", "flow", "direction")
+            )
+        )
+
 
 class Detector:
     def __init__(self, db: DetectionDatabase):

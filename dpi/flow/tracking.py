@@ -21,12 +21,14 @@ slot is never reused inside the batch that ended its flow.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from dpi.decode import decode_batch
 from dpi.decode.status import Status, count_by_status
+from dpi.defrag import Defragmenter
 from dpi.flow.config import FlowConfig
 from dpi.flow.table import (
     CNT_SLOTS_REUSED,
@@ -51,8 +53,8 @@ OnEnd = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
 
 def trackable_packets(decoded) -> tuple[np.ndarray, np.ndarray]:
-    """(packets that enter flow tracking, fragments): fragments wait for defragmentation
-    (a stage still to come) and are counted, not tracked."""
+    """(packets that enter flow tracking, IP fragments): fragments go to defragmentation,
+    and the datagrams they complete are tracked in their place."""
     trackable = TRACKABLE[decoded.status]
     fragment = (decoded.status == Status.FRAGMENT) | (trackable & (decoded.is_fragment != 0))
     return trackable & ~fragment, fragment
@@ -64,9 +66,14 @@ class FlowTracker:
         max_flows: int | None = None,
         config: FlowConfig | None = None,
         on_end: OnEnd | None = None,
+        defrag: Defragmenter | None = None,
+        defrag_policy=None,
     ):
         self.table = FlowTable(max_flows=max_flows, config=config)
         self.on_end = on_end
+        # IP defragmentation, and the HostPolicyMap giving each receiving host's policy
+        self.defrag = defrag if defrag is not None else Defragmenter()
+        self.defrag_policy = defrag_policy
         self.packets = 0
         self.bytes = 0
         self.first_ts: int | None = None
@@ -98,12 +105,33 @@ class FlowTracker:
         """(eligible, flow index, direction, established) columns of a decoded batch."""
         self.finish_ended()  # whatever a caller left ended after the last batch
         eligible, fragment = trackable_packets(decoded)
-        self.not_tracked["fragment_awaiting_defrag"] += int(fragment.sum())
+        self.not_tracked["ip_fragment"] += int(fragment.sum())  # the defrag stats say what became of them
         self._make_room(batch, decoded, eligible)
         flow, direction, established = track_flows(self.table, eligible, batch, decoded)
         self.not_tracked["flow_table_full"] += int((eligible & (flow < 0)).sum())
         self.max_live = max(self.max_live, self.table.n_live)
         return eligible, flow, direction, established
+
+    def stages(self, batch) -> Iterator[tuple]:
+        """Decode and track a batch, then the datagrams its fragments completed: yields
+        (packets, decoded, eligible, flow, direction, established) for the batch and, when
+        fragments completed datagrams, for a batch of those (raw-IP frames in a buffer of
+        their own; each counted in its flow with the wire length of the fragment that
+        completed it, as tshark's conversation table counts the frame it reassembles in)."""
+        decoded = self.decode(batch)
+        yield (batch, decoded, *self.track(batch, decoded))
+        fragment = trackable_packets(decoded)[1]
+        if not fragment.any() and self.defrag.active == 0:
+            return
+        policy = None
+        if self.defrag_policy is not None and fragment.any():
+            policy = self.defrag_policy.lookup(decoded.dst_hi, decoded.dst_lo)
+        datagrams = self.defrag.process(batch, decoded, fragment, policy)
+        if len(datagrams) == 0:
+            return
+        accounted = replace(datagrams, wirelen=batch.wirelen[self.defrag.last_rows])
+        dec = decode_batch(datagrams)
+        yield (datagrams, dec, *self.track(accounted, dec))
 
     def _make_room(self, batch, decoded, eligible) -> None:
         """Before a batch that could overflow the table: emergency timeouts, then
@@ -138,6 +166,7 @@ class FlowTracker:
         """End of input: every live flow ends with reason "shutdown"."""
         self.table.end(self.table.live_flows(), END_SHUTDOWN)
         self.finish_ended()
+        self.defrag.flush()  # datagrams still missing fragments: dropped and counted
 
     def finish_ended(self) -> None:
         """Hand the ended flows to on_end, count them, release their slots."""
@@ -176,3 +205,18 @@ class FlowTracker:
 
     def decode_counts(self) -> dict[str, int]:
         return count_by_status(np.repeat(np.arange(256, dtype=np.uint8), self.status_counts))
+
+
+def tracker_for(settings, max_flows: int | None = None, on_end: OnEnd | None = None) -> FlowTracker:
+    """The FlowTracker a run's Settings describe: flow table, defragmentation, and the
+    defrag policy of each receiving host (host-os-policy over defrag.policy)."""
+    from dpi.hostos import defrag_policy_map
+
+    policy = defrag_policy_map(settings) if settings.host_os_policy else None
+    return FlowTracker(
+        max_flows=max_flows,
+        config=settings.flow,
+        on_end=on_end,
+        defrag=Defragmenter(settings.defrag),
+        defrag_policy=policy,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numba as nb
@@ -19,7 +19,8 @@ import numpy as np
 
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
 from dpi.flow.table import FlowTable, endpoints
-from dpi.flow.tracking import FlowTracker
+from dpi.flow.tracking import tracker_for
+from dpi.hostos import stream_policy_map
 from dpi.output.eve import endpoint_fields, format_timestamp
 from dpi.settings import Settings
 from dpi.stream import SRC_CAPTURE, ChunkTable, StreamConfig, TcpReassembler
@@ -62,6 +63,9 @@ class StreamFile:
     bytes: int = 0
     next_pos: int = 0  # stream position just past the last byte written
     gaps: list[dict] = field(default_factory=list)
+    # segments that overlapped held data: where, how many bytes, and whether they differed
+    # (the policy chose whose bytes the file holds)
+    overlaps: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "next_pos"}
@@ -110,6 +114,27 @@ class StreamWriter:
             first_timestamp=format_timestamp(ts_ns),
         )
 
+    def _file(self, f: int, d: int, ts_ns: int) -> StreamFile:
+        sf = self.open.get((f, d))
+        if sf is None:
+            sf = self.open[(f, d)] = self._describe(f, d, ts_ns)
+            self.files[sf.file] = sf
+            (self.out_dir / sf.file).write_bytes(b"")
+        return sf
+
+    def add_overlaps(self, events) -> None:
+        """The overlap events of a batch (TcpReassembler.events), into each file's entry."""
+        for f, d, pos, ln, diff, ts in zip(
+            events.flow.tolist(),
+            events.direction.tolist(),
+            events.stream_pos.tolist(),
+            events.length.tolist(),
+            events.different.tolist(),
+            events.ts_ns.tolist(),
+            strict=True,
+        ):
+            self._file(f, d, ts).overlaps.append({"offset": pos, "length": ln, "different_data": bool(diff)})
+
     def write(self, buf: np.ndarray, chunks: ChunkTable) -> None:
         tcp = chunks.stream >= 0  # datagrams are no streams
         idx = np.nonzero(tcp)[0]
@@ -139,13 +164,8 @@ class StreamWriter:
             gaps_by_group.setdefault(g, []).append({"offset": at, "length": ln})
         for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             f, d = divmod(int(key[s]), 2)
-            sf = self.open.get((f, d))
             first = int(pos[s])
-            if sf is None:
-                sf = self.open[(f, d)] = self._describe(f, d, int(chunks.ts_ns[order[s]]))
-                self.files[sf.file] = sf
-                sf.next_pos = first
-                (self.out_dir / sf.file).write_bytes(b"")
+            sf = self._file(f, d, int(chunks.ts_ns[order[s]]))
             if first > sf.next_pos:  # a hole between the last batch and this one
                 sf.gaps.append({"offset": sf.next_pos, "length": first - sf.next_pos})
             sf.gaps.extend(gaps_by_group.get(g, ()))
@@ -173,9 +193,14 @@ def write_streams(
 ) -> tuple[StreamWriter, list[CaptureError]]:
     """Reassemble every TCP direction of the captures into files under ``out_dir``. A
     flow's files are complete when it ends (timeout, eviction, end of capture), before
-    its slot holds another flow. ``config`` is a shorthand that replaces ``settings.stream``."""
+    its slot holds another flow. ``config`` is a shorthand that replaces ``settings.stream``.
+    Sessions picked up without their handshake are reassembled unless stream.midstream
+    says otherwise (tcpflow writes them too; `dpi scan` follows Suricata's default, off)."""
     settings = settings or Settings()
-    streams = TcpReassembler(config if config is not None else settings.stream)
+    stream_config = replace(config if config is not None else settings.stream)
+    if stream_config.midstream is None:
+        stream_config.midstream = True
+    streams = TcpReassembler(stream_config)
     writer: StreamWriter
     empty = np.zeros(0, np.uint8)
 
@@ -183,19 +208,28 @@ def write_streams(
         writer.write(empty, streams.flush_flows(ended))
         writer.end_flows(ended)
 
-    tracker = FlowTracker(max_flows=max_flows, config=settings.flow, on_end=end_flows)
+    tracker = tracker_for(settings, max_flows=max_flows, on_end=end_flows)
+    policy_of = stream_policy_map(settings) if settings.host_os_policy else None
     flows = tracker.table
     writer = StreamWriter(Path(out_dir), flows)
     errors: list[CaptureError] = []
     for batch in batches_of(pcaps, reader, batch_size, errors):
-        decoded = tracker.decode(batch)
-        eligible, flow, direction, _ = tracker.track(batch, decoded)
-        streams.reserve(flows.capacity)
-        chunks = streams.process(batch.buffer, eligible, decoded, batch.ts_ns, batch.number, flow, direction)
-        writer.write(batch.buffer, chunks)
+        for packets, decoded, eligible, flow, direction, _ in tracker.stages(batch):
+            streams.reserve(flows.capacity)
+            policy = policy_of.lookup(decoded.dst_hi, decoded.dst_lo) if policy_of is not None else None
+            chunks = streams.process(
+                packets.buffer, eligible, decoded, packets.ts_ns, packets.number, flow, direction, policy
+            )
+            writer.add_overlaps(streams.events)
+            writer.write(packets.buffer, chunks)
         tracker.end_idle()
     tracker.end_all()
     writer.write_index(
-        {"tcp": streams.stats(), "flow": tracker.flow_counts(), "capture_errors": [str(e) for e in errors]}
+        {
+            "tcp": streams.stats(),
+            "flow": tracker.flow_counts(),
+            "defrag": tracker.defrag.stats(),
+            "capture_errors": [str(e) for e in errors],
+        }
     )
     return writer, errors
