@@ -117,10 +117,10 @@ class Scanner:
 
     def _inspect(self, packets, decoded, eligible, flow, direction, established) -> AlertBatch:
         t = time.perf_counter()
-        if not self.midstream:
+        if not self.midstream and self.flows.capacity:
             # no handshake seen and midstream pick-up off: not established (as Suricata)
             st = self.flows.tcp_state[np.maximum(flow, 0)]
-            mid = (decoded.proto == TCP) & ((st & HS_MIDSTREAM) != 0) & ((st & HS_ACK) == 0)
+            mid = (flow >= 0) & (decoded.proto == TCP) & ((st & HS_MIDSTREAM) != 0) & ((st & HS_ACK) == 0)
             established = np.where(mid, 0, established).astype(established.dtype)
         self.streams.reserve(self.flows.capacity)
         policy = None
