@@ -210,7 +210,7 @@ def settings_help() -> str:
         "stream.midstream": f"pick up sessions without their handshake ({_yes_no(stream.midstream)})",
         "stream.memcap": f"held out-of-order segments, memcap/{BYTES_PER_SEGMENT} of them "
         f"({_human_size(stream.max_segments * BYTES_PER_SEGMENT)})",
-        "stream.reassembly.memcap": "bytes held out of order, all streams "
+        "stream.reassembly.memcap": "bytes held (unacknowledged or behind a hole), all streams "
         f"({_human_size(stream.arena_bytes)})",
         "stream.reassembly.depth": "bytes of each direction reassembled, 0 = all "
         f"({_human_size(stream.depth)})",

@@ -113,9 +113,12 @@ class StreamConfig:
     # pick up sessions without their handshake (Suricata's stream.midstream); None: the
     # command's default (off for scan, as Suricata; on for streams, as tcpflow)
     midstream: bool | None = None
-    arena_bytes: int = 64 << 20  # global cap on out-of-order bytes held
-    max_segments: int = 1 << 18  # global cap on held segments
-    max_held_per_stream: int = 1 << 20  # bytes held for one direction before the hole is skipped
+    # bytes held (waiting for their ACK or behind a hole), all streams together: Suricata's
+    # stream.reassembly.memcap. The arena is reserved lazily: only what is used is resident.
+    arena_bytes: int = 256 << 20
+    max_segments: int = 1 << 18  # global cap on held segments (stream.memcap / 256 bytes)
+    # bytes held for one direction before it is delivered unacknowledged / its hole skipped
+    max_held_per_stream: int = 1 << 20
     # bytes of each direction that are reassembled and inspected as a stream (Suricata's
     # stream.reassembly.depth, default 1 MiB; packets past it are still inspected one by
     # one); 0 = no limit
