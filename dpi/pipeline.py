@@ -130,12 +130,14 @@ class Scanner:
         chunks = self.streams.process(
             buf, eligible, decoded, packets.ts_ns, packets.number, flow, direction, policy
         )
+        retired = self.streams.retired
         if len(self.streams.events):
             self.result.anomalies += write_overlap_anomalies(self.writer.fh, self.streams.events, self.flows)
         t = self._tick("stream", t)
         stream_alerts = self.detector.detect_chunks(
             buf, chunks, self.streams.next_slot, self.flows, established
         )
+        self._recycle(retired)
         t = self._tick("match+detect", t)
         header = self.detector.detect_headers(eligible, flow, direction, established, decoded, self.flows)
         alerts = self.detector.finish_batch(
@@ -150,14 +152,23 @@ class Scanner:
         """Finalize ended flows before their slots are reused: deliver the stream data
         they still hold and detect on it, write their flow events, forget their alerts."""
         chunks = self.streams.flush_flows(flows)
+        retired = self.streams.retired
         if len(chunks):
             empty = np.zeros(0, np.uint8)
             alerts = self.detector.detect_chunks(empty, chunks, self.streams.next_slot, self.flows, empty)
             alerts = self.detector.finish_batch(alerts, None, None, None, None, None)
             self.writer.write_alerts(alerts, self.db.rules, self.flows)
+        self._recycle(retired)
         if self.flow_events:
             self.writer.write_flows(self.flows, flows, states, reasons)
         self.writer.forget_flows(flows)
+
+    def _recycle(self, slots: np.ndarray) -> None:
+        """Streams that ended or skipped a hole, their last chunks inspected: their matcher
+        slots go back for reuse."""
+        if len(slots):
+            self.detector.forget_streams(slots)
+            self.streams.recycle(slots)
 
     def flush(self) -> None:
         """End of input: every remaining flow ends ("shutdown"), with its held data."""

@@ -192,6 +192,18 @@ class Detector:
             rule, chunks.ts_ns[chunk], chunks.number[chunk], chunks.flow[chunk], chunks.direction[chunk]
         )
 
+    def forget_streams(self, slots: np.ndarray) -> None:
+        """These stream slots ended (their last chunks inspected): reset their matcher
+        states and drop their match history, so a new stream may reuse the slots."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots) == 0:
+            return
+        if self.states is not None:
+            self.db.matcher.reset_states(self.states, slots[slots < self.states.shape[0]])
+        if len(self.h_key):
+            keep = ~np.isin(self.h_key, slots)
+            self.h_key, self.h_pattern, self.h_pos = self.h_key[keep], self.h_pattern[keep], self.h_pos[keep]
+
     def _keep_history(self, group_keys, group, pattern, pos, n_groups, active_keys):
         """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch
         (records in stream order within each group); past HISTORY_MAX_RECORDS in all, the

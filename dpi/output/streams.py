@@ -206,6 +206,7 @@ def write_streams(
 
     def end_flows(ended: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
         writer.write(empty, streams.flush_flows(ended))
+        streams.recycle(streams.retired)
         writer.end_flows(ended)
 
     tracker = tracker_for(settings, max_flows=max_flows, on_end=end_flows)
@@ -222,6 +223,7 @@ def write_streams(
             )
             writer.add_overlaps(streams.events)
             writer.write(packets.buffer, chunks)
+            streams.recycle(streams.retired)
         tracker.end_idle()
     tracker.end_all()
     writer.write_index(

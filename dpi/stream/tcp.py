@@ -134,8 +134,12 @@ StreamState = namedtuple("StreamState", "inited isn next_seq stream_off held hea
 # buffer goes away (``in_capture``; ``store_off`` is the offset in the one or the other).
 # ``own`` = the bytes are still exactly the packet's payload, so the packet can also be
 # inspected alone; ``owner`` = 2 * flow + direction.
+# ``slot_free`` is a stack of matcher-state slots ready for reuse, ``retired`` receives the
+# slots of streams that ended or skipped a hole during a call (recycled by the caller once
+# their last chunks have been inspected).
 SegmentPool = namedtuple(
-    "SegmentPool", "next seq length store_off in_capture live own owner ts number arena scratch"
+    "SegmentPool",
+    "next seq length store_off in_capture live own owner ts number arena scratch slot_free retired",
 )
 # The chunk columns being filled (see ChunkTable), ``side`` being the side buffer.
 ChunkColumns = namedtuple(
@@ -154,7 +158,9 @@ CUR_ARENA_TOP = 4  # first free arena byte
 CUR_ARENA_LIVE = 5  # bytes of live held segments in the arena
 CUR_EVENTS = 6  # overlap events written
 CUR_HELD = 7  # bytes of every live held segment, in the arena or still in the capture buffer
-N_CURSOR = 8
+CUR_FREE_SLOTS = 8  # slots on the slot_free stack
+CUR_RETIRED = 9  # slots written to ``retired`` by this call
+N_CURSOR = 10
 
 # Settings the kernels read, as one small int64 array.
 LIM_MAX_HELD = 0
@@ -351,6 +357,24 @@ def _deliver_head(st, pool, out, cur, limits, f, d, pkt, counters, buf, zero_cop
         st.tail[f, d] = -1
 
 
+@nb.njit(cache=True, inline="always")
+def _new_slot(pool, cur):
+    """A matcher-state slot for a new stream: a recycled one, else the next never used."""
+    if cur[CUR_FREE_SLOTS] > 0:
+        cur[CUR_FREE_SLOTS] -= 1
+        return pool.slot_free[cur[CUR_FREE_SLOTS]]
+    s = cur[CUR_NEXT_SLOT]
+    cur[CUR_NEXT_SLOT] = s + 1
+    return s
+
+
+@nb.njit(cache=True, inline="always")
+def _retire_slot(pool, cur, slot):
+    if slot >= 0:
+        pool.retired[cur[CUR_RETIRED]] = slot
+        cur[CUR_RETIRED] += 1
+
+
 @nb.njit(cache=True)
 def _skip_hole(st, pool, cur, f, d, counters):
     """Give up on the hole before the first held segment of (f, d): count the gap and move
@@ -362,8 +386,8 @@ def _skip_hole(st, pool, cur, f, d, counters):
         counters[CNT_GAP_BYTES] += gap
         st.stream_off[f, d] += gap
         st.next_seq[f, d] = pool.seq[s]
-        st.slot[f, d] = cur[CUR_NEXT_SLOT]
-        cur[CUR_NEXT_SLOT] += 1
+        _retire_slot(pool, cur, st.slot[f, d])
+        st.slot[f, d] = _new_slot(pool, cur)
 
 
 @nb.njit(cache=True)
@@ -574,13 +598,13 @@ def migrate_to_arena(st, pool, cur, buf, counters):
 
 
 @nb.njit(cache=True)
-def _start_direction(st, cur, f, d, flags, seq, data_seq, policy):
+def _start_direction(st, pool, cur, f, d, flags, seq, data_seq, policy):
     st.inited[f, d] = 1
     st.isn[f, d] = seq if (flags & TH_SYN) else -1
     st.next_seq[f, d] = data_seq
-    st.slot[f, d] = cur[CUR_NEXT_SLOT]
+    _retire_slot(pool, cur, st.slot[f, d])  # a reused tuple's old stream
+    st.slot[f, d] = _new_slot(pool, cur)
     st.policy[f, d] = policy
-    cur[CUR_NEXT_SLOT] += 1
 
 
 @nb.njit(cache=True)
@@ -644,7 +668,7 @@ def build_chunks(
                     counters[CNT_MIDSTREAM_SEGMENTS] += 1
                     _emit(out, cur, SRC_CAPTURE, po, plen, -1, 0, f, d, i, ts, num, 0)
                     continue
-            _start_direction(st, cur, f, d, flags, seq, data_seq, policy[i])
+            _start_direction(st, pool, cur, f, d, flags, seq, data_seq, policy[i])
         if plen > 0:
             counters[CNT_SEGMENTS] += 1
             rel = _seq_diff(data_seq, st.next_seq[f, d])
@@ -701,6 +725,7 @@ def flush_held(flows, st, pool, out, cur, limits, counters, buf):
             st.isn[f, d] = -1
             st.next_seq[f, d] = 0
             st.stream_off[f, d] = 0
+            _retire_slot(pool, cur, st.slot[f, d])
             st.slot[f, d] = -1
             st.depth_hit[f, d] = 0
 
@@ -767,7 +792,12 @@ class TcpReassembler:
             number=np.zeros(n, np.int64),
             arena=np.zeros(self.config.arena_bytes, np.uint8),
             scratch=np.zeros(self.config.arena_bytes, np.uint8),
+            slot_free=np.zeros(1024, np.int64),
+            retired=np.zeros(1, np.int64),
         )
+        # slots retired by the last process()/flush_flows() call: once their chunks have
+        # been inspected, the caller hands them back with recycle()
+        self.retired = np.zeros(0, np.int64)
         self.limits = np.array(
             [self.config.max_held_per_stream, self.config.depth, int(bool(self.config.midstream))], np.int64
         )
@@ -815,7 +845,28 @@ class TcpReassembler:
         self.cursor[CUR_CHUNKS] = 0
         self.cursor[CUR_SIDE] = 0
         self.cursor[CUR_EVENTS] = 0
+        self.cursor[CUR_RETIRED] = 0
         return table, out
+
+    def _room_to_retire(self, n: int) -> None:
+        if self.pool.retired.shape[0] < n:
+            self.pool = self.pool._replace(retired=np.zeros(max(n, 2 * self.pool.retired.shape[0]), np.int64))
+
+    def _take_retired(self) -> None:
+        self.retired = self.pool.retired[: int(self.cursor[CUR_RETIRED])].copy()
+
+    def recycle(self, slots: np.ndarray) -> None:
+        """Hand back retired matcher-state slots (their streams' last chunks have been
+        inspected and their matcher states reset): new streams reuse them, so the state the
+        matcher keeps grows with the streams alive at once, not with every stream seen."""
+        slots = np.asarray(slots, dtype=np.int64)
+        n = int(self.cursor[CUR_FREE_SLOTS])
+        if n + len(slots) > self.pool.slot_free.shape[0]:
+            grown = np.zeros(max(n + len(slots), 2 * self.pool.slot_free.shape[0]), np.int64)
+            grown[:n] = self.pool.slot_free[:n]
+            self.pool = self.pool._replace(slot_free=grown)
+        self.pool.slot_free[n : n + len(slots)] = slots
+        self.cursor[CUR_FREE_SLOTS] = n + len(slots)
 
     def _written(self, table: ChunkTable) -> ChunkTable:
         return table.head(int(self.cursor[CUR_CHUNKS]), int(self.cursor[CUR_SIDE]))
@@ -834,6 +885,7 @@ class TcpReassembler:
         # a held segment is released at most once, as up to two chunks (its in-depth part
         # and, past the depth, the packet alone); a packet not held becomes at most one
         table, out = self._output(2 * (live + n) + n + 1, 2 * (self.held_bytes + int(payload.sum())) + 1)
+        self._room_to_retire(2 * (live + n) + 2)
         ev = _empty_events(n + 1)
         build_chunks(
             buf,
@@ -859,6 +911,7 @@ class TcpReassembler:
         )
         k = int(self.cursor[CUR_EVENTS])
         self.events = OverlapEvents(*(getattr(ev, name)[:k] for name in EventColumns._fields))
+        self._take_retired()
         return self._written(table)
 
     def flush(self, n_flows: int) -> ChunkTable:
@@ -875,8 +928,10 @@ class TcpReassembler:
         held = int(self.state.held[flows].sum())
         n_held = int(np.count_nonzero(self.pool.live)) if held else 0
         table, out = self._output(2 * n_held + 1, 2 * held + 1)
+        self._room_to_retire(2 * len(flows) + int(np.count_nonzero(self.pool.live)) + 2)
         buf = self._buffer if self._buffer is not None else np.zeros(0, np.uint8)
         flush_held(flows, self.state, self.pool, out, self.cursor, self.limits, self.counters, buf)
+        self._take_retired()
         return self._written(table)
 
     def stats(self) -> dict[str, int]:
