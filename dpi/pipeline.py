@@ -15,7 +15,7 @@ import numpy as np
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
-from dpi.flow.table import FLOW_STATES, HS_ACK, HS_MIDSTREAM, TCP
+from dpi.flow.table import FLOW_STATES
 from dpi.flow.tracking import FlowTracker, tracker_for
 from dpi.hostos import stream_policy_map
 from dpi.output.anomaly import write_overlap_anomalies
@@ -90,7 +90,6 @@ class Scanner:
         self.streams = TcpReassembler(self.settings.stream)
         # the overlap policy of each packet's receiving host, when host-os-policy names any
         self.stream_policy = stream_policy_map(self.settings) if self.settings.host_os_policy else None
-        self.midstream = bool(self.settings.stream.midstream)
         self.detector = Detector(db)
         self.result = ScanResult(rules=rules_summary or {})
         self.timings: Counter[str] = Counter()
@@ -117,11 +116,6 @@ class Scanner:
 
     def _inspect(self, packets, decoded, eligible, flow, direction, established) -> AlertBatch:
         t = time.perf_counter()
-        if not self.midstream and self.flows.capacity:
-            # no handshake seen and midstream pick-up off: not established (as Suricata)
-            st = self.flows.tcp_state[np.maximum(flow, 0)]
-            mid = (flow >= 0) & (decoded.proto == TCP) & ((st & HS_MIDSTREAM) != 0) & ((st & HS_ACK) == 0)
-            established = np.where(mid, 0, established).astype(established.dtype)
         self.streams.reserve(self.flows.capacity)
         policy = None
         if self.stream_policy is not None:

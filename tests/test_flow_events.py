@@ -164,3 +164,16 @@ def test_flows_command(tmp_path, capsys):
     assert "34 flows" in capsys.readouterr().out
     kinds = Counter(json.loads(line)["event_type"] for line in out.read_text().splitlines())
     assert kinds == {"flow": 34, "stats": 1}
+
+
+def test_midstream_session_is_established_only_in_midstream_mode(tmp_path):
+    """Suricata's stream.midstream: without it, a session whose handshake the capture
+    lacks stays "new" (and gets the new-flow timeout); with it, it is established."""
+    from dpi.settings import load_settings
+
+    path = write_pcap(tmp_path / "a.pcap", tcp_session([b"hello"], replies=[b"world"])[3:])
+    for assignments, state in (([], "new"), (["stream.midstream=true"], "established")):
+        out = io.StringIO()
+        flows_only([str(path)], out, settings=load_settings(None, assignments))
+        (flow,) = [json.loads(x) for x in out.getvalue().splitlines() if '"event_type":"flow"' in x]
+        assert flow["flow"]["state"] == state, assignments

@@ -43,7 +43,7 @@ TH_ACK = 0x10
 HS_SYN = 1  # client SYN seen
 HS_SYNACK = 2  # server SYN/ACK seen
 HS_ACK = 4  # client ACK after the SYN/ACK seen: established
-HS_MIDSTREAM = 8  # picked up without a handshake (counted as established, as Suricata's midstream mode)
+HS_MIDSTREAM = 8  # picked up without a handshake (established only in midstream mode, as Suricata)
 HS_FIN_TO_SERVER = 16  # the client sent a FIN
 HS_FIN_TO_CLIENT = 32  # the server sent a FIN
 HS_RST = 64  # either side sent a RST
@@ -174,8 +174,14 @@ class FlowTable:
     default what ``config.memcap`` affords (:func:`flows_for_memcap`); when given, the
     smaller of the two (tests use it for small tables)."""
 
-    def __init__(self, max_flows: int | None = None, config: FlowConfig | None = None):
+    def __init__(
+        self, max_flows: int | None = None, config: FlowConfig | None = None, midstream: bool = True
+    ):
         self.config = config or FlowConfig()
+        # a TCP session picked up without its handshake counts as established only in
+        # midstream mode (Suricata's stream.midstream): for flow:established, the flow
+        # event's state and which timeout applies
+        self.established_bits = np.uint8(HS_ACK | (HS_MIDSTREAM if midstream else 0))
         self.memcap_flows = flows_for_memcap(self.config.memcap)
         limit = self.memcap_flows if max_flows is None else max(0, min(max_flows, self.memcap_flows))
         self.max_flows = min(limit, MAX_SLOTS - 1)
@@ -432,14 +438,14 @@ def _canonical(s_hi, s_lo, sp, d_hi, d_lo, dp):
 
 
 @nb.njit(cache=True, inline="always")
-def state_of(proto, tcp_state, pkts_to_server, pkts_to_client):
+def state_of(proto, tcp_state, pkts_to_server, pkts_to_client, est_bits):
     """Suricata's flow state: TCP closed after a RST or a FIN each way, established after
-    the handshake (or a midstream pick-up); other protocols established once both
-    directions have been seen."""
+    the handshake (``est_bits``: HS_ACK, with HS_MIDSTREAM in midstream mode); other
+    protocols established once both directions have been seen."""
     if proto == TCP:
         if (tcp_state & HS_RST) or (tcp_state & HS_BOTH_FINS) == HS_BOTH_FINS:
             return STATE_CLOSED
-        if tcp_state & (HS_ACK | HS_MIDSTREAM):
+        if tcp_state & est_bits:
             return STATE_ESTABLISHED
         return STATE_NEW
     if pkts_to_server > 0 and pkts_to_client > 0:
@@ -473,6 +479,7 @@ def assign_flows(
     out_flow,
     out_dir,
     out_established,
+    est_bits,
 ):
     """Look up or create each eligible packet's flow; fill flow index, direction
     (TO_SERVER/TO_CLIENT) and whether the flow counts as established at that packet.
@@ -521,7 +528,7 @@ def assign_flows(
         if (
             f >= 0
             and ts - t.last_ts[f]
-            > timeouts[proto_row[pr], state_of(pr, t.tcp_state[f], t.pkts[f, 0], t.pkts[f, 1])]
+            > timeouts[proto_row[pr], state_of(pr, t.tcp_state[f], t.pkts[f, 0], t.pkts[f, 1], est_bits)]
         ):
             # idle past its timeout: the old flow ends here, this packet opens a new one
             _delete_at(index, slot)
@@ -606,10 +613,10 @@ def assign_flows(
                 st |= HS_RST
             t.tcp_state[f] = st
             t.tcp_flags[f, d] |= flags
-            out_established[i] = 1 if (st & (HS_ACK | HS_MIDSTREAM)) else 0
+            out_established[i] = 1 if (st & est_bits) else 0
         else:
             out_established[i] = 1 if (t.pkts[f, 0] > 0 and t.pkts[f, 1] > 0) else 0
-        state = state_of(pr, st, t.pkts[f, 0], t.pkts[f, 1])
+        state = state_of(pr, st, t.pkts[f, 0], t.pkts[f, 1], est_bits)
         t.deadline[f] = t.last_ts[f] + timeouts[proto_row[pr], state]
 
 
@@ -743,6 +750,7 @@ def track_flows(table: FlowTable, eligible: np.ndarray, packets, decoded):
         out_flow,
         out_dir,
         out_est,
+        table.established_bits,
     )
     return out_flow, out_dir, out_est
 
@@ -795,7 +803,7 @@ def established(table: FlowTable, flow: np.ndarray) -> np.ndarray:
     """Whether each flow counts as established now: TCP after the handshake (or a
     midstream pick-up), other protocols once both directions have been seen."""
     f = np.maximum(flow, 0)
-    tcp_est = (table.tcp_state[f] & (HS_ACK | HS_MIDSTREAM)) != 0
+    tcp_est = (table.tcp_state[f] & table.established_bits) != 0
     both = (table.pkts[f, 0] > 0) & (table.pkts[f, 1] > 0)
     return np.where(table.proto[f] == TCP, tcp_est, both)
 

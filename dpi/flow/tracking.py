@@ -68,8 +68,9 @@ class FlowTracker:
         on_end: OnEnd | None = None,
         defrag: Defragmenter | None = None,
         defrag_policy=None,
+        midstream: bool = True,
     ):
-        self.table = FlowTable(max_flows=max_flows, config=config)
+        self.table = FlowTable(max_flows=max_flows, config=config, midstream=midstream)
         self.on_end = on_end
         # IP defragmentation, and the HostPolicyMap giving each receiving host's policy
         self.defrag = defrag if defrag is not None else Defragmenter()
@@ -208,8 +209,9 @@ class FlowTracker:
 
 
 def tracker_for(settings, max_flows: int | None = None, on_end: OnEnd | None = None) -> FlowTracker:
-    """The FlowTracker a run's Settings describe: flow table, defragmentation, and the
-    defrag policy of each receiving host (host-os-policy over defrag.policy)."""
+    """The FlowTracker a run's Settings describe: flow table, defragmentation, the defrag
+    policy of each receiving host (host-os-policy over defrag.policy), and whether TCP
+    sessions picked up midstream count as established (stream.midstream; unset: off)."""
     from dpi.hostos import defrag_policy_map
 
     policy = defrag_policy_map(settings) if settings.host_os_policy else None
@@ -219,4 +221,5 @@ def tracker_for(settings, max_flows: int | None = None, on_end: OnEnd | None = N
         on_end=on_end,
         defrag=Defragmenter(settings.defrag),
         defrag_policy=policy,
+        midstream=bool(settings.stream.midstream),
     )

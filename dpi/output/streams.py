@@ -209,7 +209,7 @@ def write_streams(
         streams.recycle(streams.retired)
         writer.end_flows(ended)
 
-    tracker = tracker_for(settings, max_flows=max_flows, on_end=end_flows)
+    tracker = tracker_for(replace(settings, stream=stream_config), max_flows=max_flows, on_end=end_flows)
     policy_of = stream_policy_map(settings) if settings.host_os_policy else None
     flows = tracker.table
     writer = StreamWriter(Path(out_dir), flows)
