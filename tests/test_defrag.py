@@ -475,6 +475,21 @@ def test_timeout_drops_incomplete_datagrams(tmp_path):
     assert r.defrag.stats()["tracker_timeout"] == 2 and r.defrag.active == 0
 
 
+def test_each_fragment_restarts_the_timeout(tmp_path):
+    """As Suricata: the timeout runs from a datagram's latest fragment, so fragments 50 s
+    apart complete a datagram whose first fragment is 100 s old."""
+    pkts = [
+        ipv4_frag(0, 1, b"A" * 8, ident=1),
+        ipv4_frag(8, 1, b"B" * 8, ident=1),
+        ipv4_frag(16, 0, b"C" * 8, ident=1),
+    ]
+    for p, t in zip(pkts, (0.0, 50.0, 100.0), strict=True):
+        p.time = T0 + t
+    r = run_packets(tmp_path, pkts, retime=False, config=DefragConfig(timeout_s=60), batch_size=1)
+    assert [ip_payload(d) for d in r.datagrams] == [b"A" * 8 + b"B" * 8 + b"C" * 8]
+    assert r.stats["tracker_timeout"] == 0
+
+
 def test_timeout_is_checked_at_the_end_of_each_batch(tmp_path):
     pkts = [ipv4_frag(0, 1, b"A" * 8, ident=1), ipv4_frag(0, 1, b"A" * 8, ident=2, proto=6)]
     pkts[0].time, pkts[1].time = T0, T0 + 100

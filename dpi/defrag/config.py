@@ -30,7 +30,7 @@ def policy_code(name: str) -> int:
 @dataclass
 class DefragConfig:
     policy: str = "bsd"  # overlap policy when the host-os-policy map names none
-    timeout_s: int = 60  # capture seconds a datagram may wait for its missing fragments
+    timeout_s: int = 60  # capture seconds a datagram may wait after its latest fragment
     memcap: int = 32 << 20  # bytes of fragment data held at once, all datagrams together
     max_fragments: int = 65535  # fragments held at once
     max_trackers: int = 65535  # datagrams being reassembled at once (Suricata's defrag.trackers)

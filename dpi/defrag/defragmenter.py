@@ -71,7 +71,7 @@ class Defragmenter:
             proto=np.zeros(n, np.int64),
             vlan=np.zeros(n, np.int64),
             hash=np.zeros(n, np.int64),
-            first_ts=np.zeros(n, np.int64),
+            last_ts=np.zeros(n, np.int64),
             policy=np.zeros(n, np.int64),
             total_len=np.full(n, -1, np.int64),
             held=np.zeros(n, np.int64),
@@ -116,8 +116,9 @@ class Defragmenter:
     ) -> PacketBatch:
         """Reassemble the fragments of ``batch`` selected by ``fragments``; ``policy`` is
         each packet's policy code (index into DEFRAG_POLICIES; a datagram keeps the code
-        of its first fragment), None for the configured policy. Datagrams older than the
-        timeout at the batch's latest timestamp are dropped afterwards."""
+        of its first fragment), None for the configured policy. Datagrams whose latest
+        fragment is older than the timeout at the batch's latest timestamp are dropped
+        afterwards."""
         n = len(batch)
         fragments = np.ascontiguousarray(fragments, dtype=np.bool_)
         if fragments.shape[0] != n or len(decoded) != n:

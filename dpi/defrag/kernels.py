@@ -119,7 +119,7 @@ assert len(COUNTER_NAMES) == N_COUNTERS
 # Per-datagram state, one row per tracker slot; ``next_free`` threads the free list.
 Trackers = namedtuple(
     "Trackers",
-    "live version src_hi src_lo dst_hi dst_lo ident proto vlan hash first_ts policy "
+    "live version src_hi src_lo dst_hi dst_lo ident proto vlan hash last_ts policy "
     "total_len held head tail frags hdr_off hdr_len next_free",
 )
 # Held data: disjoint runs [start, end) of datagram offsets, sorted per tracker through
@@ -385,7 +385,7 @@ def _expire(now, index, tr, pc, cur, limits, counters, everything):
     for t in range(tr.live.shape[0]):
         if not tr.live[t]:
             continue
-        if everything or now - tr.first_ts[t] > timeout:
+        if everything or now - tr.last_ts[t] > timeout:
             if everything:
                 counters[CNT_FLUSHED] += 1
                 counters[CNT_FRAGS_FLUSHED] += tr.frags[t]
@@ -395,7 +395,7 @@ def _expire(now, index, tr, pc, cur, limits, counters, everything):
             _free_tracker(index, tr, pc, cur, t)
             dropped += 1
         else:
-            deadline = min(deadline, tr.first_ts[t] + timeout)
+            deadline = min(deadline, tr.last_ts[t] + timeout)
     cur[CUR_NEXT_DEADLINE] = deadline
     return dropped
 
@@ -665,7 +665,7 @@ def _new_tracker(
     tr.proto[t] = proto
     tr.vlan[t] = vlan
     tr.hash[t] = h
-    tr.first_ts[t] = ts
+    tr.last_ts[t] = ts
     tr.policy[t] = policy
     tr.total_len[t] = -1
     tr.held[t] = 0
@@ -736,7 +736,7 @@ def defrag_batch(
         slot, t = _find(
             index, tr, h, version, src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], ident, key_proto, key_vlan
         )
-        if t >= 0 and ts - tr.first_ts[t] > timeout:
+        if t >= 0 and ts - tr.last_ts[t] > timeout:
             counters[CNT_TIMEOUT] += 1
             counters[CNT_FRAGS_TIMED_OUT] += tr.frags[t]
             _free_tracker(index, tr, pc, cur, t)
@@ -784,6 +784,8 @@ def defrag_batch(
                 ts,
                 policy,
             )
+        # the timeout runs from a datagram's latest fragment, as Suricata refreshes it
+        tr.last_ts[t] = max(tr.last_ts[t], ts)
 
         e = s + data_len
         total = tr.total_len[t]
