@@ -8,41 +8,54 @@ import pytest
 
 from dpi.settings import load_settings
 from tests.scanning import alerts_of, run_scan
-from tests.test_stream_policy import EXPECTED, SAME, _session
+from tests.test_stream_policy import EXPECTED, MAIN, SAME, _session
 
-# Under linux the client's stream begins "LLLL"; under windows (bsd rules) it is "CCCL".
-RULE = 'alert tcp any any -> any 80 (msg:"only linux sees it"; flow:to_server; content:"LLLL"; sid:1;)\n'
+# "HHQQ" spans two segments (HH and QQ): only a reassembly that keeps QQ over I has it, and
+# no single packet does, so inspecting packets alone cannot find it either.
+RULE = 'alert tcp any any -> any 80 (msg:"only linux sees it"; flow:to_server; content:"HHQQ"; sid:1;)\n'
 
 
-def _scan(tmp_path, *assignments):
+def _scan(tmp_path, steps, *assignments, rule=RULE):
     settings = load_settings(None, list(assignments))
-    return run_scan(tmp_path, _session(SAME, 1000), RULE, settings=settings)
+    return run_scan(tmp_path, _session(steps, 1000), rule, settings=settings)
 
 
 def test_the_fixture_differs_between_policies():
-    assert EXPECTED["linux"]["same"].startswith(b"LLLL")
-    assert b"LLLL" not in EXPECTED["windows"]["same"]
+    assert b"HHQQ" in EXPECTED["linux"]["main"]
+    assert b"HHQQ" not in EXPECTED["windows"]["main"]
+    assert all(b"HHQQ" not in data for _, data in MAIN)
 
 
 @pytest.mark.parametrize(
     ("policy", "alerts"),
-    [("linux", 1), ("old-linux", 1), ("last", 1), ("windows", 0), ("bsd", 0), ("first", 0)],
+    [("linux", 1), ("old-linux", 1), ("solaris", 1), ("last", 0), ("windows", 0), ("bsd", 0), ("first", 0)],
 )
 def test_content_only_under_linux(tmp_path, policy, alerts):
-    _, events = _scan(tmp_path, f"stream.policy={policy}")
+    _, events = _scan(tmp_path, MAIN, f"stream.policy={policy}")
     assert len(alerts_of(events)) == alerts
 
 
 def test_host_os_policy_chooses_by_destination(tmp_path):
     # the server (10.0.0.2) is a Linux host; everything else defaults to windows
-    _, events = _scan(tmp_path, "stream.policy=windows", "host-os-policy.linux=10.0.0.0/24")
+    _, events = _scan(tmp_path, MAIN, "stream.policy=windows", "host-os-policy.linux=10.0.0.0/24")
     assert len(alerts_of(events)) == 1
-    _, events = _scan(tmp_path, "stream.policy=linux", "host-os-policy.windows=[10.0.0.2]")
+    _, events = _scan(tmp_path, MAIN, "stream.policy=linux", "host-os-policy.windows=[10.0.0.2]")
     assert len(alerts_of(events)) == 0
 
 
+def test_a_packet_is_still_inspected_alone(tmp_path):
+    """As Suricata, a packet's own payload is inspected besides the stream: under windows
+    the stream keeps CCC over LLLL, but the LLLL packet itself still matches."""
+    rule = 'alert tcp any any -> any 80 (msg:"packet"; flow:to_server; content:"LLLL"; sid:2;)\n'
+    _, events = _scan(tmp_path, SAME, "stream.policy=windows", rule=rule)
+    alerts = alerts_of(events)
+    assert [a["pcap_cnt"] for a in alerts] == [8]  # the LLLL segment
+    _, events = _scan(tmp_path, SAME, "stream.policy=linux", rule=rule)
+    assert [a["pcap_cnt"] for a in alerts_of(events)] == [8]
+
+
 def test_overlap_with_different_data_is_an_eve_anomaly(tmp_path):
-    result, events = _scan(tmp_path, "stream.policy=windows")
+    result, events = _scan(tmp_path, SAME, "stream.policy=windows")
     anomalies = [e for e in events if e["event_type"] == "anomaly"]
     assert len(anomalies) == 4  # KKK, LLLL, P and QQ rewrite held bytes
     a = anomalies[0]

@@ -424,7 +424,21 @@ def _overlap_span(pool, s, node):
 
 
 @nb.njit(cache=True)
-def _resolve_overlaps(st, pool, f, d, s, counters):
+def _inspect_alone(pool, out, cur, s, f, d, pkt):
+    """Emit held segment ``s``'s bytes, still the packet's own, as a chunk to inspect on
+    its own (Suricata inspects a packet's payload besides the stream): before an overlap
+    rewrites them, the stream will not show them as the packet carried them."""
+    ln = pool.length[s]
+    a = pool.store_off[s]
+    side_top = cur[CUR_SIDE]
+    out.side[side_top : side_top + ln] = pool.arena[a : a + ln]
+    _emit(out, cur, SRC_SIDE, side_top, ln, -1, 0, f, d, pkt, pool.ts[s], pool.number[s], 0)
+    cur[CUR_SIDE] = side_top + ln
+    pool.own[s] = 0
+
+
+@nb.njit(cache=True)
+def _resolve_overlaps(st, pool, out, cur, f, d, s, pkt, counters):
     """Make the new segment ``s`` and every held segment it overlaps agree byte for byte.
     As Suricata does: start from the new bytes, take a held segment's bytes back wherever
     the receiving host's policy keeps the old data, then let the result stand for the
@@ -463,8 +477,9 @@ def _resolve_overlaps(st, pool, f, d, s, counters):
                 if new_data_wins(policy, n_seq, n_end, l_seq, l_end):
                     counters[CNT_OVERLAP_NEW_WON] += 1
                 else:
+                    if pool.own[s]:
+                        _inspect_alone(pool, out, cur, s, f, d, pkt)
                     arena[na : na + span] = arena[la : la + span]
-                    pool.own[s] = 0
             if l_seq == n_seq and pool.length[node] == n_len:
                 dup = node
         node = pool.next[node]
@@ -478,8 +493,9 @@ def _resolve_overlaps(st, pool, f, d, s, counters):
                 la = pool.store_off[node] + _seq_diff(lo, pool.seq[node])
                 for k in range(span):
                     if arena[la + k] != arena[na + k]:
+                        if pool.own[node]:
+                            _inspect_alone(pool, out, cur, node, f, d, pkt)
                         arena[la + k] = arena[na + k]
-                        pool.own[node] = 0
             node = pool.next[node]
     return hits, nbytes, differed, first_rel, dup
 
@@ -505,7 +521,7 @@ def _unlink(st, pool, cur, f, d, s):
 
 
 @nb.njit(cache=True)
-def _hold(st, pool, cur, buf, f, d, data_seq, po, plen, ts, num, own, counters, ev):
+def _hold(st, pool, out, cur, buf, f, d, data_seq, po, plen, ts, num, own, pkt, counters, ev):
     """Hold a segment, in sequence order, resolving its overlaps with held data; False when
     the pool or the arena is full."""
     if cur[CUR_FREE] < 0 or cur[CUR_HELD] + plen > pool.arena.shape[0]:
@@ -549,7 +565,7 @@ def _hold(st, pool, cur, buf, f, d, data_seq, po, plen, ts, num, own, counters, 
             _free_segment(pool, cur, s)
             return False
         node = pool.next[node]
-    hits, nbytes, differed, first_rel, dup = _resolve_overlaps(st, pool, f, d, s, counters)
+    hits, nbytes, differed, first_rel, dup = _resolve_overlaps(st, pool, out, cur, f, d, s, pkt, counters)
     if hits > 0:
         counters[CNT_OVERLAPS] += 1
         k = cur[CUR_EVENTS]
@@ -695,13 +711,43 @@ def build_chunks(
                 seg_seq = (data_seq + skip) & np.int64(0xFFFFFFFF)
                 own = skip == 0
                 held = _hold(
-                    st, pool, cur, buf, f, d, seg_seq, po + skip, plen - skip, ts, num, own, counters, ev
+                    st,
+                    pool,
+                    out,
+                    cur,
+                    buf,
+                    f,
+                    d,
+                    seg_seq,
+                    po + skip,
+                    plen - skip,
+                    ts,
+                    num,
+                    own,
+                    i,
+                    counters,
+                    ev,
                 )
                 if not held:
                     # no room: make some by delivering this direction's contiguous data early
                     _release(st, pool, out, cur, limits, f, d, 0, 1, i, counters, buf, True)
                     held = _hold(
-                        st, pool, cur, buf, f, d, seg_seq, po + skip, plen - skip, ts, num, own, counters, ev
+                        st,
+                        pool,
+                        out,
+                        cur,
+                        buf,
+                        f,
+                        d,
+                        seg_seq,
+                        po + skip,
+                        plen - skip,
+                        ts,
+                        num,
+                        own,
+                        i,
+                        counters,
+                        ev,
                     )
                 if held:
                     counters[CNT_IN_ORDER if arrived <= 0 else CNT_OOO_HELD] += 1
@@ -884,7 +930,8 @@ class TcpReassembler:
         live = int(np.count_nonzero(self.pool.live))
         # a held segment is released at most once, as up to two chunks (its in-depth part
         # and, past the depth, the packet alone); a packet not held becomes at most one
-        table, out = self._output(2 * (live + n) + n + 1, 2 * (self.held_bytes + int(payload.sum())) + 1)
+        # a held segment is also inspected alone at most once, when an overlap rewrites it
+        table, out = self._output(3 * (live + n) + n + 1, 3 * (self.held_bytes + int(payload.sum())) + 1)
         self._room_to_retire(2 * (live + n) + 2)
         ev = _empty_events(n + 1)
         build_chunks(
