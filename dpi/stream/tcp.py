@@ -710,27 +710,10 @@ def build_chunks(
                         _skip_hole(st, pool, cur, f, d, counters)
                 seg_seq = (data_seq + skip) & np.int64(0xFFFFFFFF)
                 own = skip == 0
-                held = _hold(
-                    st,
-                    pool,
-                    out,
-                    cur,
-                    buf,
-                    f,
-                    d,
-                    seg_seq,
-                    po + skip,
-                    plen - skip,
-                    ts,
-                    num,
-                    own,
-                    i,
-                    counters,
-                    ev,
-                )
-                if not held:
-                    # no room: make some by delivering this direction's contiguous data early
-                    _release(st, pool, out, cur, limits, f, d, 0, 1, i, counters, buf, True)
+                held = False
+                for attempt in range(2):
+                    if attempt:  # no room: make some by delivering this direction's data early
+                        _release(st, pool, out, cur, limits, f, d, 0, 1, i, counters, buf, True)
                     held = _hold(
                         st,
                         pool,
@@ -749,6 +732,8 @@ def build_chunks(
                         counters,
                         ev,
                     )
+                    if held:
+                        break
                 if held:
                     counters[CNT_IN_ORDER if arrived <= 0 else CNT_OOO_HELD] += 1
                 else:
