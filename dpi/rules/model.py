@@ -31,6 +31,9 @@ class Content:
     # fast_pattern:N,M ("chop"): the matcher uses pattern[N:N+M]
     fast_pattern_offset: int | None = None
     fast_pattern_length: int | None = None
+    # startswith: the match begins the buffer (Suricata's shorthand for offset 0 and a depth
+    # of the content's length)
+    startswith: bool = False
 
     @property
     def relative(self) -> bool:

@@ -32,6 +32,7 @@ SUPPORTED_KEYWORDS = frozenset(
         "within",
         "fast_pattern",
         "flow",
+        "startswith",
     }
 )
 
@@ -301,6 +302,10 @@ class OptionReader:
         """Checks shared by offset, depth, distance and within (Suricata's detect-*.c setup)."""
         cd = self._last_content(option)
         name = option.name
+        if cd.startswith:
+            raise RuleSyntaxError(
+                f"'{name}' cannot be mixed with startswith on the same content", option.name_pos
+            )
         if getattr(cd, name) is not None:
             raise RuleSyntaxError(f"'{name}' given twice for the same content", option.name_pos)
         absolute = name in ("offset", "depth")
@@ -354,6 +359,28 @@ class OptionReader:
                 f"depth {depth} is smaller than the content length {len(cd.pattern)}", option.value_pos
             )
         cd.depth = depth
+
+    def _kw_startswith(self, option: Option) -> None:
+        cd = self._last_content(option)
+        if option.value is not None:
+            raise RuleSyntaxError("'startswith' takes no value", option.value_pos)
+        if cd.startswith:
+            raise RuleSyntaxError("'startswith' given twice for the same content", option.name_pos)
+        if cd.offset is not None or cd.depth is not None or cd.relative:
+            raise RuleSyntaxError(
+                "'startswith' cannot be mixed with offset, depth, distance or within on the same content",
+                option.name_pos,
+            )
+        if cd.negated and cd.fast_pattern:
+            raise RuleSyntaxError(
+                "'startswith' cannot modify a negated content that has fast_pattern", option.name_pos
+            )
+        if cd.fast_pattern_only:
+            raise RuleSyntaxError(
+                "'startswith' cannot modify a content with fast_pattern:only", option.name_pos
+            )
+        cd.offset, cd.depth = 0, len(cd.pattern)
+        cd.startswith = True
 
     def _kw_distance(self, option: Option) -> None:
         cd = self._positional(option)
