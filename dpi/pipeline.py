@@ -15,6 +15,7 @@ import numpy as np
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
+from dpi.detect.threshold import ThresholdFilter
 from dpi.flow.table import FLOW_STATES
 from dpi.flow.tracking import FlowTracker, tracker_for
 from dpi.hostos import stream_policy_map
@@ -91,6 +92,7 @@ class Scanner:
         # the overlap policy of each packet's receiving host, when host-os-policy names any
         self.stream_policy = stream_policy_map(self.settings) if self.settings.host_os_policy else None
         self.detector = Detector(db)
+        self.thresholds = ThresholdFilter(db.rules)
         self.result = ScanResult(rules=rules_summary or {})
         self.timings: Counter[str] = Counter()
 
@@ -137,6 +139,7 @@ class Scanner:
         alerts = self.detector.finish_batch(
             stream_alerts, header, packets.ts_ns, packets.number, flow, direction
         )
+        alerts = self.thresholds.filter(alerts, self.flows)
         t = self._tick("detect-headers", t)
         self.writer.write_alerts(alerts, self.db.rules, self.flows)
         self._tick("output", t)
@@ -151,7 +154,7 @@ class Scanner:
             empty = np.zeros(0, np.uint8)
             alerts = self.detector.detect_chunks(empty, chunks, self.streams.next_slot, self.flows, empty)
             alerts = self.detector.finish_batch(alerts, None, None, None, None, None)
-            self.writer.write_alerts(alerts, self.db.rules, self.flows)
+            self.writer.write_alerts(self.thresholds.filter(alerts, self.flows), self.db.rules, self.flows)
         self._recycle(retired)
         if self.flow_events:
             self.writer.write_flows(self.flows, flows, states, reasons)
@@ -180,6 +183,7 @@ class Scanner:
             "verify_limit_hits": int(self.detector.counters[2]),
             "alerts_over_packet_cap": self.detector.alerts_capped,
             "history_records_dropped": self.detector.history_dropped,
+            "threshold_suppressed": self.thresholds.suppressed,
         }
         res.alerts = self.writer.alerts
         res.timings = dict(self.timings)

@@ -192,7 +192,10 @@ def test_duplicate_signature_keeps_higher_rev():
         (opts("byte_test:1,>,2,0;"), "unsupported keyword 'byte_test'"),
         (opts("flowbits:set,x;"), "unsupported keyword 'flowbits'"),
         (opts("dsize:>10;"), "unsupported keyword 'dsize'"),
-        (opts("threshold:type limit, track by_src, count 1, seconds 60;"), "unsupported keyword 'threshold'"),
+        (
+            opts("threshold:type limit, track by_rule, count 1, seconds 60;"),
+            "unsupported threshold track 'by_rule'",
+        ),
         (opts('content:"a"; isdataat:1,relative;'), "unsupported keyword 'isdataat'"),
         (opts("flow:established,to_server,only_stream;"), "unsupported flow option 'only_stream'"),
         (opts("flow:no_frag;"), "unsupported flow option 'no_frag'"),

@@ -83,10 +83,23 @@ class Rule:
     file: str = "<string>"
     line: int = 0
     fast_pattern_index: int | None = None
+    threshold: Threshold | None = None
 
     @property
     def fast_pattern(self) -> Content | None:
         return None if self.fast_pattern_index is None else self.contents[self.fast_pattern_index]
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """``threshold`` (kind limit, threshold or both) or ``detection_filter`` (kind
+    detection_filter): at most/after ``count`` matches per ``seconds``, counted per source
+    or destination address (track by_src / by_dst), as Suricata's detect-engine-threshold."""
+
+    kind: str
+    track: str
+    count: int
+    seconds: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from dpi.rules.classification import DEFAULT_PRIORITY, Classtype
 from dpi.rules.content import ContentError, decode_content
-from dpi.rules.errors import RuleSyntaxError
-from dpi.rules.model import Content, FlowOptions
+from dpi.rules.errors import RuleSkip, RuleSyntaxError
+from dpi.rules.model import Content, FlowOptions, Threshold
 
 SUPPORTED_KEYWORDS = frozenset(
     {
@@ -33,6 +33,8 @@ SUPPORTED_KEYWORDS = frozenset(
         "fast_pattern",
         "flow",
         "startswith",
+        "threshold",
+        "detection_filter",
     }
 )
 
@@ -168,6 +170,7 @@ class OptionReader:
         self.flow = FlowOptions()
         self.references: list[tuple[str, str]] = []
         self.metadata: list[str] = []
+        self.threshold: Threshold | None = None
         self._seen: set[str] = set()
 
     def read(self, options: list[Option]) -> None:
@@ -359,6 +362,52 @@ class OptionReader:
                 f"depth {depth} is smaller than the content length {len(cd.pattern)}", option.value_pos
             )
         cd.depth = depth
+
+    def _threshold(self, option: Option, kinds: tuple[str, ...]) -> Threshold:
+        """Parse 'type T, track by_src|by_dst, count N, seconds S' (detection_filter has no
+        type); any order, each once."""
+        if self.threshold is not None:
+            raise RuleSyntaxError("a rule may have only one threshold or detection_filter", option.name_pos)
+        fields: dict[str, str] = {}
+        for part in self._needs_value(option).split(","):
+            words = part.split()
+            if len(words) != 2:
+                raise RuleSyntaxError(
+                    f"'{option.name}': expected 'name value', got '{part.strip()}'", option.value_pos
+                )
+            name, value = words[0].lower(), words[1].lower()
+            if name in fields:
+                raise RuleSyntaxError(f"'{option.name}': '{name}' given twice", option.value_pos)
+            fields[name] = value
+        allowed = {"track", "count", "seconds"} | ({"type"} if kinds != ("detection_filter",) else set())
+        missing = sorted(allowed - set(fields))
+        extra = sorted(set(fields) - allowed)
+        if missing or extra:
+            what = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}"
+            raise RuleSyntaxError(f"'{option.name}': {what}", option.value_pos)
+        kind = fields.get("type", "detection_filter")
+        if kind not in kinds:
+            raise RuleSyntaxError(
+                f"'{option.name}': type must be one of {', '.join(kinds)}", option.value_pos
+            )
+        if fields["track"] in ("by_rule", "by_both"):
+            raise RuleSkip(f"unsupported {option.name} track '{fields['track']}'")
+        if fields["track"] not in ("by_src", "by_dst"):
+            raise RuleSyntaxError(
+                f"'{option.name}': track must be by_src, by_dst, by_rule or by_both", option.value_pos
+            )
+        numbers = {}
+        for name in ("count", "seconds"):
+            if not _UINT.match(fields[name]) or int(fields[name]) < 1 or int(fields[name]) > UINT32_MAX:
+                raise RuleSyntaxError(f"'{option.name}': {name} must be a positive number", option.value_pos)
+            numbers[name] = int(fields[name])
+        return Threshold(kind, fields["track"], numbers["count"], numbers["seconds"])
+
+    def _kw_threshold(self, option: Option) -> None:
+        self.threshold = self._threshold(option, ("limit", "threshold", "both"))
+
+    def _kw_detection_filter(self, option: Option) -> None:
+        self.threshold = self._threshold(option, ("detection_filter",))
 
     def _kw_startswith(self, option: Option) -> None:
         cd = self._last_content(option)

@@ -219,6 +219,7 @@ class _Loader:
             references=reader.references,
             metadata=reader.metadata,
             fast_pattern_index=choose_fast_pattern(reader.contents),
+            threshold=reader.threshold,
         )
 
     def finish(self) -> RuleSet:
