@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def run_bounds_checked(tmp_path: Path, args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run ``python args...`` from the repository root with NUMBA_BOUNDSCHECK=1 and a Numba
+    cache of its own (kernels compiled with bounds checks), the repository and tests/ on
+    the path; the child's output comes back as text."""
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH")])
+    )
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ is an IndexError instead of a silent read.
 
 from __future__ import annotations
 
-import os
 import random
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +27,8 @@ from dpi.capture.writer import (
     pcapng_section_header,
     pcapng_simple_packet,
 )
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, run_bounds_checked
 
-REPO = Path(__file__).resolve().parents[1]
 PCAPS = SHARED_DATA / "pcaps"
 SHARED_SMALL = [
     "zeek/tcp-option-sack.pcap",
@@ -257,15 +253,11 @@ def test_shared_samples_present():
 
 
 def test_bounds_checked_subprocess(tmp_path):
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     code = (
         "import runpy, sys\n"
         f"ns = runpy.run_path({str(Path(__file__).resolve())!r})\n"
         f"ns['bounds_checked_campaign']({str(tmp_path)!r})\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+    done = run_bounds_checked(tmp_path, ["-c", code], timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-8000:]
     assert "campaign ok" in done.stdout

@@ -10,16 +10,10 @@ Three nets for an out-of-frame read:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, run_bounds_checked
 
-REPO = Path(__file__).resolve().parents[1]
 PCAPS = SHARED_DATA / "pcaps"
 SEED = 20240611
 LINKTYPES = np.array([0, 1, 1, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 0x30000001], dtype=np.int64)
@@ -179,20 +173,7 @@ def fuzz_main(count: int = 20000) -> None:
 
 
 def test_fuzzed_frames_under_numba_boundscheck(tmp_path):
-    env = dict(
-        os.environ,
-        NUMBA_BOUNDSCHECK="1",
-        NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
-        PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent)]),
-    )
-    child = subprocess.run(
-        [sys.executable, "-c", "import test_decode_fuzz as fuzz; fuzz.fuzz_main()"],
-        env=env,
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    child = run_bounds_checked(tmp_path, ["-c", "import test_decode_fuzz as fuzz; fuzz.fuzz_main()"])
     assert child.returncode == 0, f"decoder failed under NUMBA_BOUNDSCHECK:\n{child.stderr[-4000:]}"
     assert "fuzzed" in child.stdout
     # the fuzzing reached deep into the headers, not just the link layer

@@ -4,10 +4,8 @@ agreement with tshark on the real captures that carry fragments."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,8 @@ from dpi.capture import open_capture
 from dpi.capture.batch import PacketBatch
 from dpi.decode import Status, decode_batch
 from dpi.defrag import DEFRAG_POLICIES, DefragConfig, Defragmenter, policy_code
-from tests.conftest import write_pcap
+from tests.conftest import run_bounds_checked, write_pcap
 
-REPO = Path(__file__).resolve().parents[1]
 T0_S = 1_300_000_000  # capture start, whole seconds
 T0 = float(T0_S)
 
@@ -699,20 +696,7 @@ def boundscheck_main(count: int = 3000) -> None:
 
 @pytest.mark.slow
 def test_mutated_fragments_under_numba_boundscheck(tmp_path):
-    env = dict(
-        os.environ,
-        NUMBA_BOUNDSCHECK="1",
-        NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
-        PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent)]),
-    )
-    child = subprocess.run(
-        [sys.executable, "-c", "import test_defrag as t; t.boundscheck_main()"],
-        env=env,
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    child = run_bounds_checked(tmp_path, ["-c", "import test_defrag as t; t.boundscheck_main()"])
     assert child.returncode == 0, f"defrag failed under NUMBA_BOUNDSCHECK:\n{child.stderr[-4000:]}"
     assert "fuzzed" in child.stdout and "reassembled 0" not in child.stdout, child.stdout
 

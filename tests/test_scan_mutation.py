@@ -6,14 +6,11 @@ so an out-of-bounds access in any kernel is an IndexError rather than a silent r
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_bounds_checked
 
 SCRIPT = textwrap.dedent(
     """
@@ -73,24 +70,17 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_mutated_captures_never_crash_the_pipeline(tmp_path):
-    env = dict(
-        os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), PYTHONPATH=str(REPO)
-    )
     script = tmp_path / "mutate.py"
     script.write_text(SCRIPT)
-    proc = subprocess.run(
+    proc = run_bounds_checked(
+        tmp_path,
         [
-            sys.executable,
             str(script),
             str(REPO / "pcaps" / "wikipedia.pcap"),
             str(REPO / "rules" / "dpi-sample.rules"),
             str(tmp_path),
             "120",
         ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert '"runs": 120' in proc.stdout
