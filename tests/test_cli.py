@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 SAMPLE = REPO / "pcaps" / "wikipedia.pcap"
 RULES = (
-    'alert tcp any any -> any 80 (msg:"x"; content:"GET"; pcre:"/x/"; sid:1;)\n'
+    'alert tcp any any -> any 80 (msg:"x"; content:"GET"; http.uri; sid:1;)\n'
     'alert tcp any any -> any 80 (msg:"bad"; content:"GET"; depth:2; sid:2;)\n'
     'alert http any any -> any any (msg:"h"; sid:3;)\n'
     'alert tcp any any -> any 80 (msg:"ok"; content:"GET"; sid:4;)\n'
@@ -21,17 +21,36 @@ RULES = (
 def test_rules_check_reports_skips_and_errors(tmp_path, capsys):
     rules = tmp_path / "t.rules"
     rules.write_text(RULES)
-    assert main(["rules", "check", str(rules), "--list"]) == 0
+    # a syntax error makes the exit status 1
+    assert main(["rules", "check", str(rules), "--list"]) == 1
     out = capsys.readouterr().out
     assert "1 rules loaded, 2 skipped, 1 errors" in out
-    assert "unsupported keyword 'pcre'" in out and "unsupported protocol 'http'" in out
-    assert f"{rules}:2:" in out and "depth 2 is smaller than the content length 3" in out
-    assert f"{rules}:1: sid 1: skipped: unsupported keyword 'pcre'" in out
-    assert main(["rules", "check", str(rules), "--strict"]) == 1
-    capsys.readouterr()
-    assert main(["rules", "check", str(rules), "--json"]) == 0
+    assert "app-layer keyword" in out and "unsupported protocol 'http'" in out
+    assert "http.uri" in out.split("skipped by keyword:")[1]  # the keyword behind the reason
+    assert f"{rules}:2:62: depth 2 is smaller than the content length 3" in out
+    assert f"{rules}:1: sid 1: skipped: app-layer keyword" in out
+    assert main(["rules", "check", str(rules), "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert (doc["loaded"], doc["skipped"], doc["errors"]) == (1, 2, 1)
+    assert doc["skipped_by_keyword"] == {"http.uri": 1, "protocol": 1}
+    assert doc["rule_errors"][0]["line"] == 2 and doc["rule_errors"][0]["column"] == 62
+    # without the broken rule: exit status 0
+    rules.write_text("".join(line + "\n" for line in RULES.splitlines() if "sid:2;" not in line))
+    assert main(["rules", "check", str(rules)]) == 0
+
+
+def test_rules_check_reads_vars_from_a_config_file(tmp_path, capsys):
+    rules = tmp_path / "t.rules"
+    rules.write_text('alert tcp $LAB any -> any $WEB (msg:"x"; content:"GET"; sid:1;)\n')
+    config = tmp_path / "vars.yaml"
+    config.write_text(
+        "vars:\n  address-groups:\n    LAB: 10.9.0.0/16\n  port-groups:\n    WEB: '[80,8080]'\n"
+    )
+    assert main(["rules", "check", str(rules)]) == 1  # $LAB is undefined
+    capsys.readouterr()
+    assert main(["rules", "check", str(rules), "--config", str(config)]) == 0
+    assert "1 rules loaded" in capsys.readouterr().out
+    assert main(["rules", "check", str(rules), "--config", str(config), "--var", "LAB=[10.0.0.1,]"]) == 1
 
 
 def test_scan_reports_skipped_rules_and_errors(tmp_path, capsys):
@@ -41,10 +60,10 @@ def test_scan_reports_skipped_rules_and_errors(tmp_path, capsys):
     assert main(["scan", str(SAMPLE), "--rules", str(rules), "--eve", str(eve)]) == 0
     captured = capsys.readouterr()
     assert "rules: 1 loaded, 2 skipped, 1 failed" in captured.out
-    assert "unsupported keyword 'pcre' (1)" in captured.err
+    assert "app-layer keyword (1)" in captured.err
     assert "rule error:" in captured.err and ":2:" in captured.err
     stats = json.loads(eve.read_text().splitlines()[-1])["stats"]["detect"]
-    assert stats["skip_reasons"] == {"unsupported keyword 'pcre'": 1, "unsupported protocol 'http'": 1}
+    assert stats["skip_reasons"] == {"app-layer keyword": 1, "unsupported protocol 'http'": 1}
     assert len(stats["rule_errors"]) == 1
 
 

@@ -57,8 +57,15 @@ def test_et_open_skip_reasons(et_open):
     reasons = ruleset.skip_reasons()
     assert reasons["unsupported protocol 'http'"] == 14544  # SOURCES.md: 14,544 active http rules
     assert reasons["unsupported protocol 'dns'"] == 3976
-    assert reasons["unsupported keyword 'pcre'"] > 100
-    assert reasons["unsupported keyword 'flowbits'"] > 100
+    # the rule language for packet and stream data is covered: what remains are app-layer
+    # protocols and keywords, PCRE constructs a bounded engine cannot run, and a few rare
+    # keywords; each skip names its reason and keyword
+    assert reasons["pcre: backreference"] > 50
+    assert not [r for r in reasons if "'flowbits'" in r or "'byte_" in r or "'isdataat'" in r]
+    assert len(ruleset.rules) > 3000
+    by_keyword = ruleset.skip_keywords()
+    assert by_keyword["protocol"] >= 14544 + 3976
+    print("\nskipped by keyword:", by_keyword.most_common(12))
     assert sum(reasons.values()) == len(ruleset.skipped)
     assert all(s.sid > 0 and s.line > 0 for s in ruleset.skipped)
 
@@ -93,4 +100,5 @@ def test_snort2_community_rules_parse_without_errors():
     ruleset = load_rules([str(path)])
     assert ruleset.errors == [], [str(e) for e in ruleset.errors[:5]]
     assert len(ruleset.rules) + len(ruleset.skipped) == _active_rule_count(path)
-    assert ruleset.skip_reasons()["unsupported keyword 'http_uri'"] > 0
+    assert ruleset.skip_reasons()["app-layer keyword"] > 0
+    assert ruleset.skip_keywords()["http_uri"] > 0

@@ -16,7 +16,8 @@ class RuleSyntaxError(Exception):
 class RuleSkip(Exception):
     """The rule is valid as far as we read it but uses something we do not support."""
 
-    def __init__(self, reason: str, sid: int | None = None):
+    def __init__(self, reason: str, sid: int | None = None, keyword: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.sid = sid
+        self.keyword = keyword  # the keyword (or header field) that made the rule unusable

@@ -34,10 +34,29 @@ class Content:
     # startswith: the match begins the buffer (Suricata's shorthand for offset 0 and a depth
     # of the content's length)
     startswith: bool = False
+    # endswith: the match ends the buffer
+    endswith: bool = False
+    # byte_extract variables named by offset/depth/distance/within (their value, when
+    # named, is read at inspection time; the number fields are then None)
+    offset_var: str | None = None
+    depth_var: str | None = None
+    distance_var: str | None = None
+    within_var: str | None = None
+
+    @property
+    def uses_variables(self) -> bool:
+        return any(
+            v is not None for v in (self.offset_var, self.depth_var, self.distance_var, self.within_var)
+        )
 
     @property
     def relative(self) -> bool:
-        return self.distance is not None or self.within is not None
+        return (
+            self.distance is not None
+            or self.within is not None
+            or self.distance_var is not None
+            or self.within_var is not None
+        )
 
     @property
     def fast_pattern_bytes(self) -> bytes:
@@ -48,12 +67,40 @@ class Content:
 
 
 @dataclass(slots=True)
+class Pcre:
+    """``pcre:"/pattern/flags"``: ``flags`` keeps the letters the regex engine reads (i, s, m,
+    x, A, E, G); R (relative) and ! (negated) are fields; ``regex`` is the compiled program."""
+
+    pattern: str
+    flags: str = ""
+    negated: bool = False
+    relative: bool = False
+    regex: object | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flowbit:
+    """One ``flowbits`` command: set, unset, toggle (on a match) or isset, isnotset (a
+    condition). ``names`` joined by ``|`` (any_of) or ``&`` in the rule."""
+
+    command: str
+    names: tuple[str, ...]
+    any_of: bool = False
+
+    @property
+    def reads(self) -> bool:
+        return self.command in ("isset", "isnotset")
+
+
+@dataclass(slots=True)
 class FlowOptions:
     to_server: bool = False
     to_client: bool = False
     established: bool = False
     not_established: bool = False
     stateless: bool = False
+    only_stream: bool = False  # the reassembled stream only
+    no_stream: bool = False  # packets only, never the reassembled stream
 
     @property
     def is_set(self) -> bool:
@@ -84,6 +131,22 @@ class Rule:
     line: int = 0
     fast_pattern_index: int | None = None
     threshold: Threshold | None = None
+    # the payload keywords in rule order: Content, Pcre and the byte_*/isdataat keywords of
+    # dpi.rules.byte_keywords (``contents`` holds the Content items alone)
+    payload: list = field(default_factory=list)
+    dsize: object | None = None  # a dpi.rules.header_keywords.HeaderCheck on the payload size
+    header_checks: list = field(default_factory=list)  # dpi.rules.header_keywords.HeaderCheck
+    flowbits: list[Flowbit] = field(default_factory=list)
+    noalert: bool = False
+    target: str | None = None  # "src_ip" or "dest_ip": which side is the target (EVE source/target)
+
+    @property
+    def needs_bytes(self) -> bool:
+        """Is the rule verified on the payload bytes (pcre, byte_*, isdataat, endswith,
+        byte_extract variables), not on matcher occurrences alone?"""
+        return any(
+            not isinstance(item, Content) or item.endswith or item.uses_variables for item in self.payload
+        )
 
     @property
     def fast_pattern(self) -> Content | None:
@@ -108,6 +171,7 @@ class SkippedRule:
     line: int
     sid: int
     reason: str
+    keyword: str | None = None  # the keyword (or header field) behind the reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +202,9 @@ class RuleSet:
     def skip_reasons(self) -> Counter[str]:
         return Counter(s.reason for s in self.skipped)
 
+    def skip_keywords(self) -> Counter[str]:
+        return Counter(s.keyword or "-" for s in self.skipped)
+
     def summary(self, top: int = 10) -> dict:
         return {
             "loaded": len(self.rules),
@@ -145,5 +212,7 @@ class RuleSet:
             "errors": len(self.errors),
             "parse_seconds": round(self.parse_seconds, 3),
             "top_skip_reasons": self.skip_reasons().most_common(top),
+            "skip_reasons": dict(self.skip_reasons().most_common()),
+            "skipped_by_keyword": dict(self.skip_keywords().most_common()),
             "first_errors": [str(e) for e in self.errors[:top]],
         }

@@ -9,10 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dpi.regex import RegexSyntaxError, RegexUnsupported, compile_regex
+from dpi.rules import byte_keywords
+from dpi.rules.byte_keywords import ByteExtract, ByteKeywordError
 from dpi.rules.classification import DEFAULT_PRIORITY, Classtype
 from dpi.rules.content import ContentError, decode_content
 from dpi.rules.errors import RuleSkip, RuleSyntaxError
-from dpi.rules.model import Content, FlowOptions, Threshold
+from dpi.rules.header_keywords import HEADER_KEYWORDS, HeaderKeywordError, parse_header_keyword
+from dpi.rules.model import Content, Flowbit, FlowOptions, Pcre, Threshold
 
 SUPPORTED_KEYWORDS = frozenset(
     {
@@ -33,10 +37,81 @@ SUPPORTED_KEYWORDS = frozenset(
         "fast_pattern",
         "flow",
         "startswith",
+        "endswith",
+        "rawbytes",
         "threshold",
         "detection_filter",
+        "pcre",
+        "flowbits",
+        "noalert",
+        "target",
+        "dsize",
+        "isdataat",
+        "byte_test",
+        "byte_jump",
+        "byte_extract",
     }
+    | HEADER_KEYWORDS
 )
+
+# Keywords of Suricata's application-layer inspection (sticky buffers, content modifiers
+# on HTTP and other parsed buffers, app-layer state): out of scope, skipped as one reason.
+_APP_LAYER_PREFIXES = (
+    "http",
+    "dns",
+    "tls",
+    "ssl_",
+    "ssh",
+    "file",
+    "ja3",
+    "ja4",
+    "smb",
+    "dcerpc",
+    "krb5",
+    "ftp",
+    "smtp",
+    "imap",
+    "sip",
+    "snmp",
+    "mqtt",
+    "rfb",
+    "dhcp",
+    "quic",
+    "ike",
+    "nfs",
+    "modbus",
+    "dnp3",
+    "enip",
+    "cip",
+    "ldap",
+    "pgsql",
+    "websocket",
+    "bittorrent",
+    "tftp",
+    "rdp",
+    "ntp",
+    "template",
+    "app-layer",
+    "base64",
+    "uri",
+    "urilen",
+    "email",
+    "mime",
+    "krb",
+    "sdp",
+    "pop3",
+)
+_APP_LAYER_KEYWORDS = frozenset({"filestore", "filemagic", "filename", "fileext", "filesize", "filemd5"})
+# pcre modifiers that name an application-layer buffer (http_uri and the like)
+_PCRE_APP_LAYER_FLAGS = frozenset("UIPQHDMCKSYVWZ")
+_PCRE_ENGINE_FLAGS = frozenset("ismxAEG")
+_FLOWBIT_COMMANDS = frozenset({"set", "unset", "toggle", "isset", "isnotset"})
+_FLOWBIT_NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+
+
+def is_app_layer_keyword(name: str) -> bool:
+    return name in _APP_LAYER_KEYWORDS or name.startswith(_APP_LAYER_PREFIXES)
+
 
 _FLOW_DIRECTION = {
     "to_server": "to_server",
@@ -45,7 +120,8 @@ _FLOW_DIRECTION = {
     "from_server": "to_client",
 }
 _FLOW_STATE = frozenset({"established", "not_established", "stateless"})
-UNSUPPORTED_FLOW_OPTIONS = frozenset({"only_stream", "no_stream", "only_frag", "no_frag"})
+_FLOW_STREAM = frozenset({"only_stream", "no_stream"})
+UNSUPPORTED_FLOW_OPTIONS = frozenset({"only_frag", "no_frag"})
 
 # keyword, then either ';' or ':' value ';' where the value may hold backslash-escaped characters
 _OPTION = re.compile(r"\s*([^\s:;]+)\s*(?:(;)|:([^;\\]*(?:\\.[^;\\]*)*);)", re.S)
@@ -134,16 +210,18 @@ def find_sid(options: list[Option], rule_start: int) -> int:
     return sid
 
 
-def unsupported_reason(options: list[Option]) -> str | None:
+def unsupported_reason(options: list[Option]) -> RuleSkip | None:
     """Why the rule cannot be used, or None: the first unsupported keyword or flow option."""
     for option in options:
         if option.name not in SUPPORTED_KEYWORDS:
-            return f"unsupported keyword '{option.name}'"
+            if is_app_layer_keyword(option.name):
+                return RuleSkip("app-layer keyword", keyword=option.name)
+            return RuleSkip(f"unsupported keyword '{option.name}'", keyword=option.name)
         if option.name == "flow" and option.value:
             for word in option.value.split(","):
                 word = word.strip().lower()
                 if word in UNSUPPORTED_FLOW_OPTIONS:
-                    return f"unsupported flow option '{word}'"
+                    return RuleSkip(f"unsupported flow option '{word}'", keyword="flow")
     return None
 
 
@@ -171,11 +249,18 @@ class OptionReader:
         self.references: list[tuple[str, str]] = []
         self.metadata: list[str] = []
         self.threshold: Threshold | None = None
+        self.payload: list = []  # Content, Pcre and byte keywords, in rule order
+        self.header_checks: list = []
+        self.dsize = None
+        self.flowbits: list[Flowbit] = []
+        self.noalert = False
+        self.target: str | None = None
+        self.variables: set[str] = set()  # byte_extract names defined so far
         self._seen: set[str] = set()
 
     def read(self, options: list[Option]) -> None:
         for option in options:
-            handler = getattr(self, "_kw_" + option.name)
+            handler = getattr(self, "_kw_" + option.name.replace(".", "_"))
             handler(option)
 
     @property
@@ -256,7 +341,7 @@ class OptionReader:
             seen.add(word)
             if word in _FLOW_DIRECTION:
                 setattr(flow, _FLOW_DIRECTION[word], True)
-            elif word in _FLOW_STATE:
+            elif word in _FLOW_STATE or word in _FLOW_STREAM:
                 setattr(flow, word, True)
             else:  # unsupported known options were skipped before reading
                 raise RuleSyntaxError(f"unknown flow option '{word}'", option.value_pos)
@@ -264,6 +349,8 @@ class OptionReader:
             raise RuleSyntaxError("flow cannot be both to_server and to_client", option.value_pos)
         if flow.established and flow.not_established:
             raise RuleSyntaxError("flow cannot be both established and not_established", option.value_pos)
+        if flow.only_stream and flow.no_stream:
+            raise RuleSyntaxError("flow cannot be both only_stream and no_stream", option.value_pos)
 
     # -- content and its modifiers ---------------------------------------------------------------
 
@@ -286,7 +373,9 @@ class OptionReader:
             pattern = decode_content(value[i + 1 : -1])
         except ContentError as exc:
             raise RuleSyntaxError(exc.message, option.value_pos + i + 1 + exc.index) from None
-        self.contents.append(Content(pattern=pattern, negated=negated))
+        content = Content(pattern=pattern, negated=negated)
+        self.contents.append(content)
+        self.payload.append(content)
 
     def _last_content(self, option: Option) -> Content:
         if not self.contents:
@@ -309,14 +398,14 @@ class OptionReader:
             raise RuleSyntaxError(
                 f"'{name}' cannot be mixed with startswith on the same content", option.name_pos
             )
-        if getattr(cd, name) is not None:
+        if getattr(cd, name) is not None or getattr(cd, name + "_var") is not None:
             raise RuleSyntaxError(f"'{name}' given twice for the same content", option.name_pos)
         absolute = name in ("offset", "depth")
         if absolute and cd.relative:
             raise RuleSyntaxError(
                 f"'{name}' cannot be mixed with distance/within on the same content", option.name_pos
             )
-        if not absolute and (cd.offset is not None or cd.depth is not None):
+        if not absolute and (cd.offset is not None or cd.depth is not None or cd.offset_var or cd.depth_var):
             raise RuleSyntaxError(
                 f"'{name}' cannot be mixed with offset/depth on the same content", option.name_pos
             )
@@ -350,12 +439,30 @@ class OptionReader:
             )
         return number
 
+    def _variable(self, option: Option) -> str | None:
+        """The byte_extract variable an offset/depth/distance/within names, if it names one."""
+        value = (option.value or "").strip()
+        if value[:1].isalpha() or value[:1] == "_":
+            if value not in self.variables:
+                raise RuleSyntaxError(
+                    f"'{option.name}' needs a number or a byte_extract variable; "
+                    f"no earlier byte_extract defines '{value}'",
+                    option.value_pos,
+                )
+            return value
+        return None
+
     def _kw_offset(self, option: Option) -> None:
         cd = self._positional(option)
-        cd.offset = self._number(option, 0, MAX_OFFSET)
+        cd.offset_var = self._variable(option)
+        if cd.offset_var is None:
+            cd.offset = self._number(option, 0, MAX_OFFSET)
 
     def _kw_depth(self, option: Option) -> None:
         cd = self._positional(option)
+        cd.depth_var = self._variable(option)
+        if cd.depth_var is not None:
+            return
         depth = self._number(option, 1, MAX_OFFSET)
         if depth < len(cd.pattern):
             raise RuleSyntaxError(
@@ -391,7 +498,7 @@ class OptionReader:
                 f"'{option.name}': type must be one of {', '.join(kinds)}", option.value_pos
             )
         if fields["track"] in ("by_rule", "by_both"):
-            raise RuleSkip(f"unsupported {option.name} track '{fields['track']}'")
+            raise RuleSkip(f"unsupported {option.name} track '{fields['track']}'", keyword=option.name)
         if fields["track"] not in ("by_src", "by_dst"):
             raise RuleSyntaxError(
                 f"'{option.name}': track must be by_src, by_dst, by_rule or by_both", option.value_pos
@@ -433,10 +540,15 @@ class OptionReader:
 
     def _kw_distance(self, option: Option) -> None:
         cd = self._positional(option)
-        cd.distance = self._number(option, INT32_MIN, INT32_MAX)
+        cd.distance_var = self._variable(option)
+        if cd.distance_var is None:
+            cd.distance = self._number(option, INT32_MIN, INT32_MAX)
 
     def _kw_within(self, option: Option) -> None:
         cd = self._positional(option)
+        cd.within_var = self._variable(option)
+        if cd.within_var is not None:
+            return
         within = self._number(option, INT32_MIN, INT32_MAX)
         if within < len(cd.pattern):
             raise RuleSyntaxError(
@@ -482,3 +594,173 @@ class OptionReader:
                 raise RuleSyntaxError("fast_pattern chop length must not be 0", option.value_pos)
             cd.fast_pattern_offset, cd.fast_pattern_length = chop_offset, chop_length
         cd.fast_pattern = True
+
+    # -- endswith, rawbytes ----------------------------------------------------------------------
+
+    def _kw_endswith(self, option: Option) -> None:
+        cd = self._last_content(option)
+        if option.value is not None:
+            raise RuleSyntaxError("'endswith' takes no value", option.value_pos)
+        if cd.endswith:
+            raise RuleSyntaxError("'endswith' given twice for the same content", option.name_pos)
+        if cd.negated:
+            raise RuleSyntaxError("'endswith' cannot modify a negated content", option.name_pos)
+        cd.endswith = True
+
+    def _kw_rawbytes(self, option: Option) -> None:
+        # the payload and stream buffers we inspect are raw already (no telnet/HTTP decoding)
+        self._last_content(option)
+        if option.value is not None:
+            raise RuleSyntaxError("'rawbytes' takes no value", option.value_pos)
+
+    # -- pcre ------------------------------------------------------------------------------------
+
+    def _kw_pcre(self, option: Option) -> None:
+        value = self._needs_value(option)
+        i = 0
+        negated = value.startswith("!")
+        if negated:
+            i = 1
+            while i < len(value) and value[i].isspace():
+                i += 1
+        text = value[i:]
+        if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+            raise RuleSyntaxError('pcre needs a quoted /pattern/flags: pcre:"/.../i"', option.value_pos + i)
+        body = text[1:-1]
+        start = option.value_pos + i + 1
+        if not body.startswith("/"):
+            raise RuleSyntaxError("pcre pattern must start with '/'", start)
+        close = body.rfind("/")
+        if close <= 0:
+            raise RuleSyntaxError("pcre pattern has no closing '/'", start)
+        pattern, letters = body[1:close], body[close + 1 :]
+        flags = []
+        relative = False
+        for k, letter in enumerate(letters):
+            if letter in _PCRE_ENGINE_FLAGS:
+                if letter not in flags:
+                    flags.append(letter)
+            elif letter == "R":
+                relative = True
+            elif letter in "BO":
+                pass  # rawbytes (our buffers are raw) and the match-limit override
+            elif letter in _PCRE_APP_LAYER_FLAGS:
+                raise RuleSkip("app-layer keyword", keyword=f"pcre/{letter}")
+            else:
+                raise RuleSyntaxError(f"unknown pcre modifier '{letter}'", start + close + 1 + k)
+        if relative and not self.payload:
+            raise RuleSyntaxError("pcre with the R (relative) modifier needs a preceding match", start)
+        # the rule text escapes ; and " with a backslash: PCRE reads \; and \" as the literal
+        try:
+            regex = compile_regex(pattern, "".join(flags))
+        except RegexUnsupported as exc:
+            raise RuleSkip(f"pcre: {exc.reason}", keyword="pcre") from None
+        except RegexSyntaxError as exc:
+            raise RuleSyntaxError(f"pcre: {exc.message}", start + 1 + max(exc.position, 0)) from None
+        self.payload.append(Pcre(pattern, "".join(flags), negated, relative, regex))
+
+    # -- byte_test, byte_jump, byte_extract, isdataat -----------------------------------------
+
+    def _byte_keyword(self, option: Option, parse):
+        try:
+            item = parse(self._needs_value(option))
+        except ByteKeywordError as exc:
+            raise RuleSyntaxError(f"{option.name}: {exc.message}", option.value_pos + exc.index) from None
+        except NotImplementedError as exc:
+            raise RuleSkip(f"{option.name}: {exc}", keyword=option.name) from None
+        if getattr(item, "endian", None) == "dce":
+            raise RuleSkip(f"{option.name}: dce byte order (needs the DCERPC parser)", keyword=option.name)
+        for attr in ("value_var", "offset_var", "size_var"):
+            name = getattr(item, attr, None)
+            if name is not None and name not in self.variables:
+                raise RuleSyntaxError(
+                    f"{option.name} names '{name}', which no earlier byte_extract defines", option.value_pos
+                )
+        if getattr(item, "relative", False) and not self.payload:
+            raise RuleSyntaxError(f"{option.name} is relative but has no preceding match", option.value_pos)
+        self.payload.append(item)
+        return item
+
+    def _kw_byte_test(self, option: Option) -> None:
+        self._byte_keyword(option, byte_keywords.parse_byte_test)
+
+    def _kw_byte_jump(self, option: Option) -> None:
+        self._byte_keyword(option, byte_keywords.parse_byte_jump)
+
+    def _kw_isdataat(self, option: Option) -> None:
+        self._byte_keyword(option, byte_keywords.parse_isdataat)
+
+    def _kw_byte_extract(self, option: Option) -> None:
+        item: ByteExtract = self._byte_keyword(option, byte_keywords.parse_byte_extract)
+        if item.name in self.variables:
+            raise RuleSyntaxError(f"byte_extract variable '{item.name}' defined twice", option.value_pos)
+        self.variables.add(item.name)
+
+    # -- header keywords and dsize ---------------------------------------------------------------
+
+    def _header_keyword(self, option: Option):
+        try:
+            return parse_header_keyword(option.name, option.value)
+        except HeaderKeywordError as exc:
+            raise RuleSyntaxError(exc.message, option.value_pos + exc.index) from None
+
+    def _kw_dsize(self, option: Option) -> None:
+        self._once(option)
+        self.dsize = self._header_keyword(option)
+
+    # -- flowbits --------------------------------------------------------------------------------
+
+    def _kw_target(self, option: Option) -> None:
+        self._once(option)
+        value = self._needs_value(option).lower()
+        if value not in ("src_ip", "dest_ip"):
+            raise RuleSyntaxError("target must be src_ip or dest_ip", option.value_pos)
+        self.target = value
+
+    def _kw_noalert(self, option: Option) -> None:
+        if option.value:
+            raise RuleSyntaxError("'noalert' takes no value", option.value_pos)
+        self.noalert = True
+
+    def _kw_flowbits(self, option: Option) -> None:
+        value = self._needs_value(option)
+        command, comma, names = (part.strip() for part in value.partition(","))
+        command = command.lower()
+        if command == "noalert":
+            if comma:
+                raise RuleSyntaxError("flowbits:noalert takes no name", option.value_pos)
+            self.noalert = True
+            return
+        if command not in _FLOWBIT_COMMANDS:
+            raise RuleSyntaxError(
+                f"unknown flowbits command '{command}' (set, unset, toggle, isset, isnotset, noalert)",
+                option.value_pos,
+            )
+        if not names:
+            raise RuleSyntaxError(f"flowbits:{command} needs a name", option.value_pos)
+        any_of = "|" in names
+        if any_of and "&" in names:
+            raise RuleSyntaxError("flowbits names cannot mix '|' and '&'", option.value_pos)
+        if any_of and command not in ("isset", "isnotset"):
+            raise RuleSyntaxError(
+                "flowbits names joined by '|' only work with isset/isnotset", option.value_pos
+            )
+        parts = tuple(n.strip() for n in re.split(r"[|&]", names))
+        for name in parts:
+            if not _FLOWBIT_NAME.match(name):
+                raise RuleSyntaxError(f"invalid flowbit name '{name}'", option.value_pos)
+        self.flowbits.append(Flowbit(command, parts, any_of))
+
+
+def _add_header_handlers() -> None:
+    """One handler per header keyword (ttl, tos, flags, ...): they share the parsing."""
+
+    def handler(self: OptionReader, option: Option) -> None:
+        self.header_checks.append(self._header_keyword(option))
+
+    for name in HEADER_KEYWORDS:
+        if name != "dsize":
+            setattr(OptionReader, "_kw_" + name.replace(".", "_"), handler)
+
+
+_add_header_handlers()

@@ -28,12 +28,12 @@ from dpi.rules.model import Rule, RuleError, RuleSet, SkippedRule
 from dpi.rules.options import Option, OptionReader, find_sid, split_options, unsupported_reason
 from dpi.rules.variables import Variables
 
-SUPPORTED_ACTIONS = frozenset({"alert"})
-# actions of Suricata (and Snort) that we recognise but do not implement
-OTHER_ACTIONS = frozenset(
-    {"pass", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth", "config", "sdrop", "log"}
-)
-SUPPORTED_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "ip"})
+# In IDS mode (offline captures) drop and the reject family alert like alert; pass stops
+# inspection as in Suricata (see dpi.detect.stateful).
+SUPPORTED_ACTIONS = frozenset({"alert", "pass", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth"})
+# actions of Snort (and old Suricata) that we recognise but do not implement
+OTHER_ACTIONS = frozenset({"config", "sdrop", "log"})
+SUPPORTED_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "ip", "tcp-pkt", "tcp-stream"})
 _PROTOCOL_NAME = re.compile(r"[a-z0-9][a-z0-9_\-.]*\Z")
 _HEADER_FIELD = re.compile(r"\S+")
 HEADER_FIELDS = (
@@ -142,7 +142,9 @@ class _Loader:
             self.ruleset.errors.append(RuleError(filename, line, column, exc.message, sid=exc.sid))
             return
         except RuleSkip as skip:
-            self.ruleset.skipped.append(SkippedRule(filename, logical.line, skip.sid, skip.reason))
+            self.ruleset.skipped.append(
+                SkippedRule(filename, logical.line, skip.sid, skip.reason, skip.keyword)
+            )
             return
         rule.file = filename
         rule.line = logical.line
@@ -176,16 +178,16 @@ class _Loader:
         action = action.lower()
         if action not in SUPPORTED_ACTIONS:
             if action in OTHER_ACTIONS:
-                raise RuleSkip(f"unsupported action '{action}'")
+                raise RuleSkip(f"unsupported action '{action}'", keyword="action")
             raise RuleSyntaxError(f"unknown action '{action}'", action_pos)
         if arrow not in ("->", "<>"):
             if arrow == "=>":  # Suricata 8 transactional rules
-                raise RuleSkip("unsupported direction '=>'")
+                raise RuleSkip("unsupported direction '=>'", keyword="direction")
             raise RuleSyntaxError(f"invalid direction '{arrow}' (expected '->' or '<>')", arrow_pos)
         proto = proto.lower()
         if proto not in SUPPORTED_PROTOCOLS:
             if _PROTOCOL_NAME.match(proto):
-                raise RuleSkip(f"unsupported protocol '{proto}'")
+                raise RuleSkip(f"unsupported protocol '{proto}'", keyword="protocol")
             raise RuleSyntaxError(f"invalid protocol '{proto}'", proto_pos)
 
         src_set = _group(self.variables.address, src)
@@ -193,12 +195,19 @@ class _Loader:
         dst_set = _group(self.variables.address, dst)
         dport_set = _group(self.variables.ports, dport)
 
-        reason = unsupported_reason(options)
-        if reason is not None:
-            raise RuleSkip(reason)
+        skip = unsupported_reason(options)
+        if skip is not None:
+            raise skip
 
         reader = OptionReader(self.classes)
         reader.read(options)
+        # Suricata's tcp-pkt and tcp-stream: TCP rules for packets only / the stream only
+        if proto == "tcp-pkt":
+            proto, reader.flow.no_stream = "tcp", True
+        elif proto == "tcp-stream":
+            proto, reader.flow.only_stream = "tcp", True
+        if reader.flow.no_stream and reader.flow.only_stream:
+            raise RuleSyntaxError("tcp-pkt/tcp-stream contradicts the flow option", proto_pos)
         return Rule(
             action=action,
             proto=proto,
@@ -220,6 +229,12 @@ class _Loader:
             metadata=reader.metadata,
             fast_pattern_index=choose_fast_pattern(reader.contents),
             threshold=reader.threshold,
+            payload=reader.payload,
+            dsize=reader.dsize,
+            header_checks=reader.header_checks,
+            flowbits=reader.flowbits,
+            noalert=reader.noalert,
+            target=reader.target,
         )
 
     def finish(self) -> RuleSet:
