@@ -131,15 +131,17 @@ class Scanner:
             self.result.anomalies += write_overlap_anomalies(self.writer.fh, self.streams.events, self.flows)
         t = self._tick("stream", t)
         stream_alerts = self.detector.detect_chunks(
-            buf, chunks, self.streams.next_slot, self.flows, established
+            buf, chunks, self.streams.next_slot, self.flows, established, decoded
         )
         self._recycle(retired)
         t = self._tick("match+detect", t)
-        header = self.detector.detect_headers(eligible, flow, direction, established, decoded, self.flows)
+        header = self.detector.detect_headers(
+            eligible, flow, direction, established, decoded, self.flows, buf
+        )
         alerts = self.detector.finish_batch(
             stream_alerts, header, packets.ts_ns, packets.number, flow, direction
         )
-        alerts = self.thresholds.filter(alerts, self.flows)
+        alerts = self.detector.cap_per_packet(self.thresholds.filter(alerts, self.flows))
         t = self._tick("detect-headers", t)
         self.writer.write_alerts(alerts, self.db.rules, self.flows)
         self._tick("output", t)
@@ -154,8 +156,10 @@ class Scanner:
             empty = np.zeros(0, np.uint8)
             alerts = self.detector.detect_chunks(empty, chunks, self.streams.next_slot, self.flows, empty)
             alerts = self.detector.finish_batch(alerts, None, None, None, None, None)
-            self.writer.write_alerts(self.thresholds.filter(alerts, self.flows), self.db.rules, self.flows)
+            alerts = self.detector.cap_per_packet(self.thresholds.filter(alerts, self.flows))
+            self.writer.write_alerts(alerts, self.db.rules, self.flows)
         self._recycle(retired)
+        self.detector.forget_flows(flows)
         if self.flow_events:
             self.writer.write_flows(self.flows, flows, states, reasons)
         self.writer.forget_flows(flows)
@@ -184,6 +188,14 @@ class Scanner:
             "alerts_over_packet_cap": self.detector.alerts_capped,
             "history_records_dropped": self.detector.history_dropped,
             "threshold_suppressed": self.thresholds.suppressed,
+            "payload_programs_run": int(self.detector.payload_counters[0]),
+            "payload_steps": int(self.detector.payload_counters[1]),
+            # verifications stopped by the step budget (pcre on hostile data and the like)
+            "payload_aborted": int(self.detector.payload_counters[2]),
+            "flowbits_unmet": int(self.detector.state_counters[0]),
+            "alerts_after_pass": int(self.detector.state_counters[1]),
+            "noalert_matches": int(self.detector.state_counters[2]),
+            "passed_flow_matches": int(self.detector.state_counters[3]),
         }
         res.alerts = self.writer.alerts
         res.timings = dict(self.timings)

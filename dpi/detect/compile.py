@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dpi.detect.packet_checks import PacketChecks, pack_checks
+from dpi.detect.program import PayloadPrograms, compile_programs
+from dpi.detect.stateful import FlowState, compile_flow_state, is_ip_only
 from dpi.match import compile_patterns
 
 PROTO_ANY_IP = 0
@@ -25,6 +28,14 @@ FLOW_ESTABLISHED = 4
 FLOW_NOT_ESTABLISHED = 8
 
 NONE = -(1 << 40)  # "unset" for offset/depth/distance/within
+
+# where a rule may match: the reassembled stream, the packet alone (flow only_stream /
+# no_stream; dsize makes a rule packet-only, as in Suricata)
+MODE_STREAM = 1
+MODE_PACKET = 2
+
+# a datagram's match records are grouped under a key of their own, above every stream slot
+DATAGRAM_KEY_BASE = 1 << 62
 
 
 @dataclass
@@ -69,9 +80,22 @@ class DetectionDatabase:
     # pattern -> rules whose contents include it (CSR)
     pr_start: np.ndarray
     pr_rule: np.ndarray
-    header_rules: np.ndarray  # ids of rules without content
+    header_rules: np.ndarray  # ids of rules without positive content
     report: CompileReport
     sids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    r_mode: np.ndarray | None = None  # MODE_* bits per rule
+    r_bytes: np.ndarray | None = None  # 1: verified by the payload program on the bytes
+    r_verify: np.ndarray | None = None  # 1: needs the verify stage (bytes, header checks, dsize)
+    programs: PayloadPrograms | None = None
+    checks: PacketChecks | None = None
+    dsize_checks: PacketChecks | None = None
+    flow_state: FlowState | None = None
+    r_ip_only: np.ndarray | None = None  # 1: checked on the first packet of each flow direction
+
+
+def _packet_only(rule) -> bool:
+    """Packet keywords (header fields, dsize) tie a rule to one packet and its own payload."""
+    return bool(rule.header_checks) or rule.dsize is not None
 
 
 def _flow_bits(flow) -> int:
@@ -93,10 +117,6 @@ def compile_rules(rules, engine: str = "numba") -> DetectionDatabase:
     report = CompileReport()
     kept = []
     for rule in rules:
-        contents = list(rule.contents)
-        if contents and all(c.negated for c in contents):
-            report.skipped.append((rule, "only negated content: no pattern to anchor detection"))
-            continue
         kept.append(rule)
 
     pattern_ids: dict[tuple[bytes, bool], int] = {}
@@ -150,12 +170,15 @@ def compile_rules(rules, engine: str = "numba") -> DetectionDatabase:
             cols["distance"].append(NONE if c.distance is None else int(c.distance))
             cols["within"].append(NONE if c.within is None else int(c.within))
         r_contents[i] = (start, len(cols["pattern"]))
-        if rule.contents:
+        if any(not c.negated for c in rule.contents) and not _packet_only(rule):
             fp = rule.fast_pattern_index
             if fp is None:
                 fp = next(k for k, c in enumerate(rule.contents) if not c.negated)
             r_fast[i] = cols["pattern"][start + fp]
         else:
+            # no positive content (header, negated contents, pcre...), or packet keywords
+            # (ttl, flags, dsize...) that Suricata checks on each packet with its own
+            # payload: checked on every packet
             header_rules.append(i)
         report.compiled += 1
     report.header_only = len(header_rules)
@@ -184,6 +207,22 @@ def compile_rules(rules, engine: str = "numba") -> DetectionDatabase:
         pats = [k[0] for k in pattern_ids]
         nocase = [k[1] for k in pattern_ids]
         matcher = compile_patterns(pats, nocase, engine=engine)
+
+    r_mode = np.zeros(n, np.int64)
+    for i, rule in enumerate(kept):
+        mode = MODE_STREAM | MODE_PACKET
+        if rule.flow.only_stream:
+            mode = MODE_STREAM
+        if rule.flow.no_stream or _packet_only(rule):
+            mode = MODE_PACKET
+        r_mode[i] = mode
+    r_bytes = np.asarray(
+        [rule.needs_bytes or rule.fast_pattern is None or _packet_only(rule) for rule in kept], np.uint8
+    )
+    r_bytes &= np.asarray([bool(rule.payload) for rule in kept], np.uint8)
+    r_verify = r_bytes | np.asarray(
+        [bool(rule.header_checks) or rule.dsize is not None for rule in kept], np.uint8
+    )
 
     a = np.asarray(addr, dtype=np.uint64).reshape(-1, 4)
     p = np.asarray(ports, dtype=np.int64).reshape(-1, 2)
@@ -219,4 +258,23 @@ def compile_rules(rules, engine: str = "numba") -> DetectionDatabase:
         header_rules=np.asarray(header_rules, np.int64),
         report=report,
         sids=np.asarray([r.sid for r in kept], np.int64),
+        r_mode=r_mode,
+        r_bytes=r_bytes,
+        r_verify=r_verify,
+        programs=compile_programs([r if b else _no_bytes for r, b in zip(kept, r_bytes, strict=True)]),
+        checks=pack_checks([r.header_checks for r in kept]),
+        dsize_checks=pack_checks([[r.dsize] if r.dsize is not None else [] for r in kept]),
+        flow_state=compile_flow_state(kept),
+        r_ip_only=np.asarray([is_ip_only(r) for r in kept], np.uint8),
     )
+
+
+class _NoBytes:
+    """Stands in for a rule the payload program does not serve (matcher-verified)."""
+
+    needs_bytes = False
+    payload = ()
+    sid = 0
+
+
+_no_bytes = _NoBytes()

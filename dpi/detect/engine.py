@@ -10,16 +10,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpi.detect.compile import DetectionDatabase
+from dpi.decode.columns import DecodedBatch
+from dpi.detect.compile import DATAGRAM_KEY_BASE, DetectionDatabase
 from dpi.detect.kernels import counting_order, detect_headers, detect_streams, last_per_group
+from dpi.detect.stateful import apply_flow_state, forget_flow_state, new_bit_table
+from dpi.detect.verify import verify_candidates
 from dpi.flow.table import FlowTable, endpoints, established
 from dpi.stream.chunks import ChunkTable
 
-# a datagram's records are grouped under a key of their own, above every stream slot
-DATAGRAM_KEY_BASE = 1 << 62
 HISTORY_PER_STREAM = 512  # match records a stream keeps across batches (for distance/within)
 HISTORY_MAX_RECORDS = 1 << 21  # and all streams together (about 48 MiB)
 MAX_ALERTS_PER_PACKET = 15  # Suricata's default packet_alert_max
+
+
+_ALERT_COLUMNS = ("rule", "ts_ns", "number", "flow", "direction", "stream")
 
 
 @dataclass
@@ -29,23 +33,28 @@ class AlertBatch:
     number: np.ndarray
     flow: np.ndarray
     direction: np.ndarray
+    # 1: matched on reassembled TCP stream data (a pass then passes the whole flow)
+    stream: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.stream is None:
+            self.stream = np.zeros(len(self.rule), np.uint8)
 
     def __len__(self) -> int:
         return int(self.rule.shape[0])
 
+    def take(self, index: np.ndarray) -> AlertBatch:
+        """The alerts selected by a mask or an index array, in that order."""
+        return AlertBatch(*(getattr(self, name)[index] for name in _ALERT_COLUMNS))
+
     @staticmethod
     def empty() -> AlertBatch:
         z = np.zeros(0, np.int64)
-        return AlertBatch(z, z.copy(), z.copy(), z.copy(), np.zeros(0, np.uint8))
+        return AlertBatch(z, z.copy(), z.copy(), z.copy(), np.zeros(0, np.uint8), np.zeros(0, np.uint8))
 
     @staticmethod
     def concat(parts: list[AlertBatch]) -> AlertBatch:
-        return AlertBatch(
-            *(
-                np.concatenate([getattr(p, name) for p in parts])
-                for name in ("rule", "ts_ns", "number", "flow", "direction")
-            )
-        )
+        return AlertBatch(*(np.concatenate([getattr(p, name) for p in parts]) for name in _ALERT_COLUMNS))
 
 
 class Detector:
@@ -57,6 +66,12 @@ class Detector:
         self.h_pos = np.zeros(0, np.int64)
         self.chunk_base = 0
         self.counters = np.zeros(3, np.int64)  # candidate checks, verify steps, verify limit hits
+        self.payload_counters = np.zeros(3, np.int64)  # programs run, their steps, aborted
+        self.state_counters = np.zeros(4, np.int64)  # see dpi.detect.stateful.apply_flow_state
+        self.flowbits = new_bit_table()
+        self.flowbits_per_flow = new_bit_table()
+        self.passed_flows = new_bit_table()
+        self.ip_only_done = np.zeros(0, np.uint8)  # per flow direction: IP-only rules checked
         self.alerts_capped = 0
         self.history_dropped = 0  # records lost to HISTORY_MAX_RECORDS
         # rules by fast pattern (CSR), for candidate selection
@@ -90,8 +105,11 @@ class Detector:
         pos = chunks.stream_pos[m_chunk] + m_end
         return m_chunk, m_pat.astype(np.int64, copy=False), pos
 
-    def detect_chunks(self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at):
-        """Alerts from the content rules for this batch's chunks."""
+    def detect_chunks(
+        self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at, decoded=None
+    ):
+        """Alerts from the content rules for this batch's chunks (``decoded``: the batch's
+        packet columns, for the verify stage; None for data flushed at the end of flows)."""
         db = self.db
         m_chunk, pattern, pos = self.scan(buf, chunks, n_slots)
         n_ch = len(chunks)
@@ -178,6 +196,8 @@ class Detector:
                 db.c_within,
                 db.pr_start,
                 db.pr_rule,
+                db.r_mode,
+                db.r_bytes,
                 self.fast_start,
                 self.fast_rule,
                 out_rule,
@@ -188,9 +208,57 @@ class Detector:
                 break
             cap = n
         rule, chunk = out_rule[:n], out_chunk[:n]
+        from_stream = (chunks.stream[chunk] >= 0).astype(np.uint8)
+        if db.r_verify[rule].any():
+            # a datagram's chunk is its packet: it has no stream bytes of its own
+            src = np.where(from_stream == 1, chunks.src[chunk].astype(np.int64), -1)
+            keep = self.verify(
+                rule,
+                chunks.packet[chunk],
+                src,
+                chunks.offset[chunk],
+                chunks.length[chunk],
+                buf,
+                chunks.side,
+                decoded,
+            )
+            rule, chunk, from_stream = rule[keep], chunk[keep], from_stream[keep]
         return AlertBatch(
-            rule, chunks.ts_ns[chunk], chunks.number[chunk], chunks.flow[chunk], chunks.direction[chunk]
+            rule,
+            chunks.ts_ns[chunk],
+            chunks.number[chunk],
+            chunks.flow[chunk],
+            chunks.direction[chunk],
+            from_stream,
         )
+
+    def verify(self, rule, packet, stream_src, stream_off, stream_len, buf, side, decoded):
+        """Mask of the candidates that pass the verify stage (or that do not need it)."""
+        db = self.db
+        keep = np.ones(len(rule), np.bool_)
+        sel = np.nonzero(db.r_verify[rule])[0]
+        if len(sel) == 0:
+            return keep
+        if decoded is None:  # end-of-flow flush: no packets, only stream bytes
+            decoded = _NO_PACKETS
+            packet = np.full(len(rule), -1, np.int64)
+        ok = np.zeros(len(sel), np.bool_)
+        pr, ck, dz = db.programs, db.checks, db.dsize_checks
+        d = decoded
+        verify_candidates(
+            rule[sel], packet[sel], stream_src[sel], stream_off[sel], stream_len[sel],
+            buf if len(buf) else _ONE_BYTE, side if len(side) else _ONE_BYTE,
+            d.ip_version, d.l3_offset, d.l4_offset, d.proto, d.src_hi, d.src_lo, d.dst_hi, d.dst_lo,
+            d.tcp_seq, d.tcp_ack, d.tcp_flags, d.icmp_type, d.icmp_code, d.ttl, d.frag_offset,
+            d.frag_more, d.frag_id, d.is_fragment, d.payload_offset, d.payload_len,
+            db.r_mode, db.r_bytes,
+            ck.start, ck.kind, ck.op, ck.a, ck.b, ck.mask,
+            dz.start, dz.kind, dz.op, dz.a, dz.b, dz.mask,
+            pr.r_prog, pr.kind, pr.flags, pr.param, pr.var, pr.patterns, pr.regexes.arrays,
+            ok, self.payload_counters,
+        )  # fmt: skip
+        keep[sel] = ok
+        return keep
 
     def forget_streams(self, slots: np.ndarray) -> None:
         """These stream slots ended (their last chunks inspected): reset their matcher
@@ -217,8 +285,8 @@ class Detector:
         order = counting_order(group, n_groups, kept)
         self.h_key, self.h_pattern, self.h_pos = group_keys[group[order]], pattern[order], pos[order]
 
-    def detect_headers(self, eligible, flow, direction, established, decoded, flows: FlowTable):
-        """(rule, packet index) of the alerts of rules without content."""
+    def detect_headers(self, eligible, flow, direction, established, decoded, flows: FlowTable, buf):
+        """(rule, packet index) of the alerts of rules without positive content."""
         db = self.db
         if len(db.header_rules) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -254,39 +322,91 @@ class Detector:
                 db.a_hi_lo,
                 db.p_lo,
                 db.p_hi,
+                db.r_ip_only,
+                self._ip_only_done(flows.capacity),
                 out_rule,
                 out_packet,
             )
             if n <= cap:
                 break
             cap = n
-        return out_rule[:n], out_packet[:n]
+        rule, pkt = out_rule[:n], out_packet[:n]
+        if n and db.r_verify[rule].any():
+            none = np.full(n, -1, np.int64)
+            keep = self.verify(rule, pkt, none, none, none, buf, _ONE_BYTE, decoded)
+            rule, pkt = rule[keep], pkt[keep]
+        return rule, pkt
 
     def finish_batch(self, stream_alerts: AlertBatch, header: tuple | None, ts_ns, number, flow, direction):
-        """Merge both alert kinds, one alert per (rule, packet), capped per packet, in
-        packet order."""
+        """Merge both alert kinds into one alert per (rule, packet), ordered by packet and then
+        by the rules' internal order, and apply flowbits, pass and noalert."""
         parts = [stream_alerts]
         if header is not None and len(header[0]):
             rule, pkt = header
             parts.append(
                 AlertBatch(rule, ts_ns[pkt], number[pkt], flow[pkt], direction[pkt].astype(np.uint8))
             )
-        rule = np.concatenate([p.rule for p in parts])
-        if len(rule) == 0:
-            return AlertBatch.empty()
-        ts = np.concatenate([p.ts_ns for p in parts])
-        num = np.concatenate([p.number for p in parts])
-        fl = np.concatenate([p.flow for p in parts])
-        dr = np.concatenate([p.direction for p in parts])
-        sid = self.db.sids[rule]
-        order = np.lexsort((sid, num))
-        rule, ts, num, fl, dr, sid = rule[order], ts[order], num[order], fl[order], dr[order], sid[order]
+        alerts = AlertBatch.concat(parts)
+        if len(alerts) == 0:
+            return alerts
+        order = np.lexsort((self.db.flow_state.order[alerts.rule], alerts.number))
+        alerts = alerts.take(order)
+        num, rule = alerts.number, alerts.rule
         first = np.r_[True, (num[1:] != num[:-1]) | (rule[1:] != rule[:-1])]
-        rule, ts, num, fl, dr = rule[first], ts[first], num[first], fl[first], dr[first]
-        # cap alerts per packet
+        if not first.all():
+            # a rule matched both stream and packet: keep one, the stream one if any
+            stream_any = np.maximum.reduceat(alerts.stream, np.nonzero(first)[0])
+            alerts = alerts.take(first)
+            alerts.stream = stream_any.astype(np.uint8)
+        fs = self.db.flow_state
+        if not fs.needed:
+            return alerts
+        keep = np.zeros(len(alerts), np.bool_)
+        apply_flow_state(
+            alerts.rule, alerts.number, alerts.flow, alerts.stream,
+            fs.fb_start, fs.fb_cmd, fs.fb_any, fs.fb_name_start, fs.fb_bit,
+            fs.is_pass, fs.noalert, fs.flow_scope, max(len(fs.names), 1),
+            self.flowbits, self.flowbits_per_flow, self.passed_flows, keep, self.state_counters,
+        )  # fmt: skip
+        return alerts.take(keep)
+
+    def cap_per_packet(self, alerts: AlertBatch) -> AlertBatch:
+        """At most MAX_ALERTS_PER_PACKET alerts per packet, the first in rule order (the
+        rest counted), as Suricata's packet_alert_max."""
+        if len(alerts) == 0:
+            return alerts
+        num = alerts.number
         new_pkt = np.r_[True, num[1:] != num[:-1]]
         starts = np.nonzero(new_pkt)[0]
         rank = np.arange(len(num)) - np.repeat(starts, np.diff(np.r_[starts, len(num)]))
         keep = rank < MAX_ALERTS_PER_PACKET
+        if keep.all():
+            return alerts
         self.alerts_capped += int((~keep).sum())
-        return AlertBatch(rule[keep], ts[keep], num[keep], fl[keep], dr[keep])
+        return alerts.take(keep)
+
+    def _ip_only_done(self, n_flows: int) -> np.ndarray:
+        if len(self.ip_only_done) < 2 * n_flows:
+            grown = np.zeros(2 * n_flows, np.uint8)
+            grown[: len(self.ip_only_done)] = self.ip_only_done
+            self.ip_only_done = grown
+        return self.ip_only_done
+
+    def forget_flows(self, slots: np.ndarray) -> None:
+        """These flows ended: their flowbits, pass and IP-only state go with them."""
+        slots = np.asarray(slots, np.int64)
+        both = np.concatenate([2 * slots, 2 * slots + 1])
+        self.ip_only_done[both[both < len(self.ip_only_done)]] = 0
+        if len(self.flowbits_per_flow) or len(self.passed_flows):
+            forget_flow_state(
+                np.asarray(slots, np.int64),
+                max(len(self.db.flow_state.names), 1),
+                self.flowbits,
+                self.flowbits_per_flow,
+                self.passed_flows,
+            )
+
+
+# stand-ins when there are no packets (end-of-flow flush) or no buffer
+_ONE_BYTE = np.zeros(1, np.uint8)
+_NO_PACKETS = DecodedBatch.allocate(0)

@@ -7,10 +7,13 @@ import numba as nb
 import numpy as np
 
 from dpi.detect.compile import (
+    DATAGRAM_KEY_BASE,
     FLOW_ESTABLISHED,
     FLOW_NOT_ESTABLISHED,
     FLOW_TO_CLIENT,
     FLOW_TO_SERVER,
+    MODE_PACKET,
+    MODE_STREAM,
     NONE,
     PROTO_ANY_IP,
     PROTO_ICMP_ANY,
@@ -259,6 +262,8 @@ def detect_streams(
     c_within,
     pr_start,
     pr_rule,
+    r_mode,
+    r_bytes,
     fast_start,
     fast_rule,
     out_rule,
@@ -266,6 +271,8 @@ def detect_streams(
     counters,
 ):
     """Alerts (rule, chunk id) for every chunk in which a rule's match completes.
+    Rules verified on the bytes (``r_bytes``) are only made candidates here: one record per
+    chunk where one of their patterns ends, for the payload program to decide.
     Returns the number of alerts (may exceed the output size: then call again, larger)."""
     n_rules = r_proto.shape[0]
     cand = np.full(n_rules, -1, np.int64)
@@ -341,6 +348,14 @@ def detect_streams(
                                 p_hi,
                             ):
                                 continue
+                            datagram = key >= DATAGRAM_KEY_BASE
+                            if r_bytes[r]:
+                                if not datagram or r_mode[r] & MODE_PACKET:
+                                    if n_alerts < out_rule.shape[0]:
+                                        out_rule[n_alerts] = r
+                                        out_chunk[n_alerts] = ch_id[ci]
+                                    n_alerts += 1
+                                continue
                             cs = r_contents[r, 0]
                             ce = r_contents[r, 1]
                             for k in range(ce - cs):
@@ -352,12 +367,22 @@ def detect_streams(
                             # the stream first; then the delivering packet alone, as
                             # Suricata inspects both (offset/depth then count from the
                             # packet's payload start)
+                            # (a datagram's one chunk is its packet: the packet mode)
                             ok = False
                             for mode in range(2):
                                 if mode == 0:
+                                    if not r_mode[r] & (MODE_PACKET if datagram else MODE_STREAM):
+                                        continue
                                     base, min_start = 0, 0
                                 else:
-                                    if ch_pbase[ci] < 0 or ch_pbase[ci] == 0 and ws == 0:
+                                    if datagram or not r_mode[r] & MODE_PACKET:
+                                        break
+                                    if (
+                                        ch_pbase[ci] < 0
+                                        or ch_pbase[ci] == 0
+                                        and ws == 0
+                                        and r_mode[r] & MODE_STREAM
+                                    ):
                                         break
                                     base, min_start = ch_pbase[ci], ws
                                 ok, steps = verify_contents(
@@ -422,16 +447,25 @@ def detect_headers(
     a_hi_lo,
     p_lo,
     p_hi,
+    ip_only,
+    ip_only_done,
     out_rule,
     out_packet,
 ):
-    """Alerts (rule, packet) for rules without content: checked on every tracked packet."""
+    """Alerts (rule, packet) for rules without positive content: checked on every tracked
+    packet, except IP-only rules (``ip_only[r]``), which Suricata checks once per flow
+    direction, on its first packet: ``ip_only_done[2 * flow + direction]`` remembers it."""
     n_alerts = 0
     for i in range(eligible.shape[0]):
         if not eligible[i] or flow[i] < 0:
             continue
+        slot = 2 * flow[i] + direction[i]
+        first_in_direction = ip_only_done[slot] == 0
+        ip_only_done[slot] = 1
         for k in range(rules.shape[0]):
             r = rules[k]
+            if ip_only[r] and not first_in_direction:
+                continue
             if header_ok(
                 r,
                 proto[i],

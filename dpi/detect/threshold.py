@@ -117,10 +117,4 @@ class ThresholdFilter:
             self.expired += _drop_expired(self.table, int(alerts.ts_ns.max()) // NS, self.seconds)
         if keep.all():
             return alerts
-        return AlertBatch(
-            alerts.rule[keep],
-            alerts.ts_ns[keep],
-            alerts.number[keep],
-            alerts.flow[keep],
-            alerts.direction[keep],
-        )
+        return alerts.take(keep)

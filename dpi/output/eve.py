@@ -67,6 +67,22 @@ def endpoint_fields(flows, flow: np.ndarray, direction: np.ndarray) -> list[dict
     return out
 
 
+def _metadata(items: list[str]) -> dict[str, list[str]]:
+    """Rule metadata as Suricata's EVE writes it: each 'key value' item under its key."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, _, value = item.partition(" ")
+        out.setdefault(key, []).append(value.strip())
+    return out
+
+
+def _source_and_target(ends: dict, target: str) -> dict:
+    """alert.source and alert.target for rules with ``target:src_ip|dest_ip``."""
+    src = {"ip": ends["src_ip"], "port": ends.get("src_port", 0)}
+    dst = {"ip": ends["dest_ip"], "port": ends.get("dest_port", 0)}
+    return {"source": dst, "target": src} if target == "src_ip" else {"source": src, "target": dst}
+
+
 class EveWriter:
     """Writes EVE events as JSON lines. Payload bytes are never written unless asked
     (data minimisation is the default)."""
@@ -125,6 +141,13 @@ class EveWriter:
                 "category": rule.category,
                 "severity": rule.priority,
             }
+            alert = event["alert"]
+            if rule.target is not None:
+                alert.update(_source_and_target(ends[i], rule.target))
+            if rule.metadata:
+                alert["metadata"] = _metadata(rule.metadata)
+            if rule.references:
+                alert["references"] = [f"{kind},{ident}" for kind, ident in rule.references]
             lines.append(json.dumps(event, separators=(",", ":")))
         self.fh.write("\n".join(lines) + "\n")
         self.alerts += len(lines)

@@ -1,0 +1,116 @@
+"""Detection throughput (Gbps of captured bytes, end to end: read, decode, flow, stream, match,
+verify, output) with every loadable ET Open rule, for each matcher engine in the same run.
+
+The rules are loaded once and compiled once per engine (compile time in extra_info, not in
+the throughput); the JIT warm-up (the first batch through every kernel, or the cache load)
+is one scan of a small capture, measured apart as ``jit_warmup_s``. Data: the shared
+captures that carry application payload, scanned together (flows continue across files).
+
+Under ``--benchmark-disable`` (CI) the rule set is the first 2,000 ET Open rules and the data
+one small capture, so that the benchmark runs and never rots.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+
+from dpi.capture import batches_of
+from dpi.detect.compile import compile_rules
+from dpi.pipeline import Scanner
+from dpi.rules import load_rules, parse_rules
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RULES = SHARED / "rules" / "et-open.rules"
+CAPTURES = [
+    "zeek/http-bro.org-browse.pcap",
+    "ndpi/1kxun.pcap",
+    "zeek/smb2.pcap",
+    "ndpi/windowsupdate-over-http.pcap",
+    "ndpi/reddit.pcap",
+    "ndpi/tls-appdata.pcap",
+]
+SMOKE_CAPTURE = "dpkt/http.pcap"
+SMOKE_RULES = 2000
+ENGINES = ["numba", "pyahocorasick", "hyperscan"]
+MODULES = {"pyahocorasick": "ahocorasick", "hyperscan": "hyperscan"}  # what each engine imports
+
+_results: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def smoke(request) -> bool:
+    return bool(request.config.getoption("benchmark_disable", False))
+
+
+@pytest.fixture(scope="module")
+def ruleset(smoke):
+    if not RULES.exists():
+        pytest.skip(f"ET Open rules not found at {RULES}")
+    if smoke:
+        lines = RULES.read_text(encoding="latin-1").splitlines()
+        active = [line for line in lines if line.strip() and not line.startswith("#")]
+        return parse_rules("\n".join(active[:SMOKE_RULES]), filename=str(RULES))
+    return load_rules([str(RULES)])
+
+
+@pytest.fixture(scope="module")
+def captures(smoke) -> list[str]:
+    names = [SMOKE_CAPTURE] if smoke else CAPTURES
+    paths = [SHARED / "pcaps" / name for name in names]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        pytest.skip(f"shared captures not found: {missing[0]}")
+    return [str(p) for p in paths]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request):
+    yield
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if not _results or reporter is None or capture is None:
+        return
+    parts = [f"{engine} {gbps:.3f} Gbps" for engine, gbps in _results.items()]
+    for peer in ENGINES[1:]:
+        if peer in _results and "numba" in _results:
+            parts.append(f"numba/{peer} {_results['numba'] / _results[peer]:.2f}x")
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_line("detection throughput, all loadable ET Open rules: " + ", ".join(parts))
+
+
+def _scan(db, captures) -> tuple[int, int]:
+    scanner = Scanner(db, flow_events=False)
+    for batch in batches_of(captures, "native"):
+        scanner.process_batch(batch)
+    scanner.flush()
+    result = scanner.finish()
+    return result.bytes, result.alerts
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_detection_throughput(benchmark, ruleset, captures, engine):
+    if engine != "numba" and importlib.util.find_spec(MODULES[engine]) is None:
+        pytest.skip(f"{engine} is not installed")
+    started = time.perf_counter()
+    db = compile_rules(ruleset.rules, engine=engine)
+    compile_s = time.perf_counter() - started
+    started = time.perf_counter()
+    _scan(db, [str(SHARED / "pcaps" / SMOKE_CAPTURE)])  # JIT compile or cache load
+    warmup_s = time.perf_counter() - started
+    benchmark.group = "detect ET Open"
+    n_bytes, alerts = benchmark.pedantic(_scan, args=(db, captures), rounds=3, iterations=1)
+    assert n_bytes > 0
+    benchmark.extra_info.update(
+        rules=len(db.rules), compile_s=round(compile_s, 2), jit_warmup_s=round(warmup_s, 2), bytes=n_bytes,
+        alerts=alerts,
+    )  # fmt: skip
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None):
+        gbps = n_bytes * 8 / stats.stats.min / 1e9
+        benchmark.extra_info["gbps"] = round(gbps, 4)
+        _results[engine] = gbps
