@@ -32,7 +32,7 @@ def test_rules_check_reports_skips_and_errors(tmp_path, capsys):
     assert main(["rules", "check", str(rules), "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert (doc["loaded"], doc["skipped"], doc["errors"]) == (1, 2, 1)
-    assert doc["skipped_by_keyword"] == {"http.uri": 1, "protocol": 1}
+    assert doc["skipped_by_keyword"] == {"http.uri": 1, "protocol http": 1}
     assert doc["rule_errors"][0]["line"] == 2 and doc["rule_errors"][0]["column"] == 62
     # without the broken rule: exit status 0
     rules.write_text("".join(line + "\n" for line in RULES.splitlines() if "sid:2;" not in line))

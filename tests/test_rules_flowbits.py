@@ -113,3 +113,10 @@ def test_malformed_flowbits_are_errors(option):
     rs = parse_rules(f'alert udp any any -> any any (content:"x"; {option} sid:1;)')
     assert not rs.rules and len(rs.errors) == 1
     assert ":1:" in str(rs.errors[0])
+
+
+def test_bits_end_with_their_flow(tmp_path):
+    """A flow that timed out takes its bits along: the same 5-tuple later is a new flow."""
+    packets = _udp([b"LOGIN", b"DATA", b"DATA"])
+    packets[2].time = T0 + 1000  # long past the UDP timeout
+    assert _alerts(tmp_path, packets, SETTER + READER) == [(2, 2)]

@@ -187,7 +187,7 @@ class _Loader:
         proto = proto.lower()
         if proto not in SUPPORTED_PROTOCOLS:
             if _PROTOCOL_NAME.match(proto):
-                raise RuleSkip(f"unsupported protocol '{proto}'", keyword="protocol")
+                raise RuleSkip(f"unsupported protocol '{proto}'", keyword=f"protocol {proto}")
             raise RuleSyntaxError(f"invalid protocol '{proto}'", proto_pos)
 
         src_set = _group(self.variables.address, src)
