@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpi.decode.columns import DecodedBatch
-from dpi.detect.compile import DATAGRAM_KEY_BASE, DetectionDatabase
+from dpi.detect.compile import DATAGRAM_KEY_BASE, PROTO_ANY_IP, PROTO_ICMP_ANY, DetectionDatabase
 from dpi.detect.kernels import counting_order, detect_headers, detect_streams, last_per_group
 from dpi.detect.stateful import apply_flow_state, forget_flow_state, new_bit_table
 from dpi.detect.verify import verify_candidates
@@ -84,6 +84,7 @@ class Detector:
             np.bincount(fast, minlength=db.n_patterns) if len(fast) else np.zeros(db.n_patterns, np.int64)
         )
         self.fast_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.header_group_start, self.header_group_rules = _header_groups(db)
 
     def _grow_states(self, n_slots: int) -> None:
         if self.states is None or n_slots <= self.states.shape[0]:
@@ -146,7 +147,7 @@ class Detector:
             pkt = chunks.packet
             est = np.where(pkt >= 0, established_at[np.clip(pkt, 0, len(established_at) - 1)], est)
         est = est.astype(np.uint8)
-        cap = max(1024, 2 * n_ch)
+        cap = max(1024, 4 * n_ch)
         while True:
             out_rule = np.empty(cap, np.int64)
             out_chunk = np.empty(cap, np.int64)
@@ -292,44 +293,36 @@ class Detector:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         s_hi, s_lo, sp, d_hi, d_lo, dp = endpoints(flows, flow, direction)
         proto = decoded.proto.astype(np.int64)
-        cap = max(1024, len(flow))
-        while True:
-            out_rule = np.empty(cap, np.int64)
-            out_packet = np.empty(cap, np.int64)
-            n = detect_headers(
-                db.header_rules,
-                eligible,
-                flow,
-                proto,
-                s_hi,
-                s_lo,
-                sp,
-                d_hi,
-                d_lo,
-                dp,
-                direction,
-                established,
-                db.r_proto,
-                db.r_bidir,
-                db.r_flow,
-                db.r_src,
-                db.r_dst,
-                db.r_sport,
-                db.r_dport,
-                db.a_lo_hi,
-                db.a_lo_lo,
-                db.a_hi_hi,
-                db.a_hi_lo,
-                db.p_lo,
-                db.p_hi,
-                db.r_ip_only,
-                self._ip_only_done(flows.capacity),
-                out_rule,
-                out_packet,
-            )
-            if n <= cap:
-                break
-            cap = n
+        out_rule, out_packet, n = detect_headers(
+            self.header_group_start,
+            self.header_group_rules,
+            eligible,
+            flow,
+            proto,
+            s_hi,
+            s_lo,
+            sp,
+            d_hi,
+            d_lo,
+            dp,
+            direction,
+            established,
+            db.r_proto,
+            db.r_bidir,
+            db.r_flow,
+            db.r_src,
+            db.r_dst,
+            db.r_sport,
+            db.r_dport,
+            db.a_lo_hi,
+            db.a_lo_lo,
+            db.a_hi_hi,
+            db.a_hi_lo,
+            db.p_lo,
+            db.p_hi,
+            self._ip_only_done(flows.capacity),
+            2 * len(flow),
+        )
         rule, pkt = out_rule[:n], out_packet[:n]
         if n and db.r_verify[rule].any():
             none = np.full(n, -1, np.int64)
@@ -405,6 +398,21 @@ class Detector:
                 self.flowbits_per_flow,
                 self.passed_flows,
             )
+
+
+def _header_groups(db: DetectionDatabase) -> tuple[np.ndarray, np.ndarray]:
+    """The header rules by protocol group (kernels.proto_group), then the IP-only ones by
+    group (groups 4-7), as CSR arrays; rules for any IP protocol are in every group."""
+    groups: list[list[int]] = [[] for _ in range(8)]
+    codes = {6: [0], 17: [1], PROTO_ICMP_ANY: [2], PROTO_ANY_IP: [0, 1, 2, 3]}
+    for r in db.header_rules.tolist():
+        offset = 4 if db.r_ip_only[r] else 0
+        for g in codes.get(int(db.r_proto[r]), [3]):
+            groups[g + offset].append(r)
+    start = np.zeros(9, np.int64)
+    start[1:] = np.cumsum([len(g) for g in groups])
+    rules = np.asarray([r for g in groups for r in g], np.int64)
+    return start, rules
 
 
 # stand-ins when there are no packets (end-of-flow flush) or no buffer

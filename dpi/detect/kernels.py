@@ -29,10 +29,18 @@ def _le128(x_hi, x_lo, y_hi, y_lo):
 
 @nb.njit(cache=True)
 def _addr_in(lo_hi, lo_lo, hi_hi, hi_lo, start, end, a_hi, a_lo):
-    for k in range(start, end):
-        if _le128(lo_hi[k], lo_lo[k], a_hi, a_lo) and _le128(a_hi, a_lo, hi_hi[k], hi_lo[k]):
-            return True
-    return False
+    """Is the address in the rule's intervals [start, end)? They are sorted and disjoint
+    (dpi.rules.intervals), so a binary search finds the one interval that could hold it:
+    reputation lists of hundreds of addresses cost a few comparisons, not hundreds."""
+    lo, hi = start, end
+    while lo < hi:  # the first interval whose lower bound is above the address
+        mid = (lo + hi) // 2
+        if _le128(lo_hi[mid], lo_lo[mid], a_hi, a_lo):
+            lo = mid + 1
+        else:
+            hi = mid
+    k = lo - 1
+    return k >= start and _le128(a_hi, a_lo, hi_hi[k], hi_lo[k])
 
 
 @nb.njit(cache=True)
@@ -85,19 +93,20 @@ def header_ok(
     if (fl & FLOW_NOT_ESTABLISHED) and established:
         return False
     # ports only exist for TCP and UDP: other protocols match a port field of "any" only
+    # (ports first: fewer intervals, and they rule out most rules)
     if (
-        _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_src[r, 0], r_src[r, 1], s_hi, s_lo)
-        and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_dst[r, 0], r_dst[r, 1], d_hi, d_lo)
+        _port_in(p_lo, p_hi, r_dport[r, 0], r_dport[r, 1], dp)
         and _port_in(p_lo, p_hi, r_sport[r, 0], r_sport[r, 1], sp)
-        and _port_in(p_lo, p_hi, r_dport[r, 0], r_dport[r, 1], dp)
+        and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_dst[r, 0], r_dst[r, 1], d_hi, d_lo)
+        and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_src[r, 0], r_src[r, 1], s_hi, s_lo)
     ):
         return True
     if r_bidir[r]:
         return (
-            _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_src[r, 0], r_src[r, 1], d_hi, d_lo)
-            and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_dst[r, 0], r_dst[r, 1], s_hi, s_lo)
-            and _port_in(p_lo, p_hi, r_sport[r, 0], r_sport[r, 1], dp)
+            _port_in(p_lo, p_hi, r_sport[r, 0], r_sport[r, 1], dp)
             and _port_in(p_lo, p_hi, r_dport[r, 0], r_dport[r, 1], sp)
+            and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_src[r, 0], r_src[r, 1], d_hi, d_lo)
+            and _addr_in(a_lo_hi, a_lo_lo, a_hi_hi, a_hi_lo, r_dst[r, 0], r_dst[r, 1], s_hi, s_lo)
         )
     return False
 
@@ -420,9 +429,23 @@ def detect_streams(
     return n_alerts
 
 
+@nb.njit(cache=True, inline="always")
+def proto_group(proto):
+    """Header rules are grouped by the packet protocol they can match: 0 TCP, 1 UDP,
+    2 ICMP (v4 and v6), 3 anything else (rules for "ip" are in every group)."""
+    if proto == 6:
+        return 0
+    if proto == 17:
+        return 1
+    if proto == 1 or proto == 58:
+        return 2
+    return 3
+
+
 @nb.njit(cache=True)
 def detect_headers(
-    rules,
+    group_start,
+    group_rules,
     eligible,
     flow,
     proto,
@@ -447,55 +470,65 @@ def detect_headers(
     a_hi_lo,
     p_lo,
     p_hi,
-    ip_only,
     ip_only_done,
-    out_rule,
-    out_packet,
+    capacity,
 ):
-    """Alerts (rule, packet) for rules without positive content: checked on every tracked
-    packet, except IP-only rules (``ip_only[r]``), which Suricata checks once per flow
-    direction, on its first packet: ``ip_only_done[2 * flow + direction]`` remembers it."""
+    """Alerts (rule, packet) for rules without positive content, as (rules, packets, n):
+    the outputs grow as needed. ``group_rules[group_start[g] : group_start[g + 1]]`` lists
+    the rules of protocol group g (see proto_group) checked on every packet; group g + 4
+    the IP-only rules, which Suricata checks once per flow direction, on its first packet:
+    ``ip_only_done[2 * flow + direction]`` remembers it."""
+    out_rule = np.empty(max(capacity, 16), np.int64)
+    out_packet = np.empty(max(capacity, 16), np.int64)
     n_alerts = 0
     for i in range(eligible.shape[0]):
         if not eligible[i] or flow[i] < 0:
             continue
         slot = 2 * flow[i] + direction[i]
-        first_in_direction = ip_only_done[slot] == 0
-        ip_only_done[slot] = 1
-        for k in range(rules.shape[0]):
-            r = rules[k]
-            if ip_only[r] and not first_in_direction:
-                continue
-            if header_ok(
-                r,
-                proto[i],
-                s_hi[i],
-                s_lo[i],
-                sp[i],
-                d_hi[i],
-                d_lo[i],
-                dp[i],
-                direction[i],
-                established[i],
-                r_proto,
-                r_bidir,
-                r_flow,
-                r_src,
-                r_dst,
-                r_sport,
-                r_dport,
-                a_lo_hi,
-                a_lo_lo,
-                a_hi_hi,
-                a_hi_lo,
-                p_lo,
-                p_hi,
-            ):
-                if n_alerts < out_rule.shape[0]:
+        g = proto_group(proto[i])
+        for pass_ in range(2):
+            if pass_ == 1:
+                if ip_only_done[slot]:
+                    break
+                ip_only_done[slot] = 1
+                g += 4
+            for k in range(group_start[g], group_start[g + 1]):
+                r = group_rules[k]
+                if header_ok(
+                    r,
+                    proto[i],
+                    s_hi[i],
+                    s_lo[i],
+                    sp[i],
+                    d_hi[i],
+                    d_lo[i],
+                    dp[i],
+                    direction[i],
+                    established[i],
+                    r_proto,
+                    r_bidir,
+                    r_flow,
+                    r_src,
+                    r_dst,
+                    r_sport,
+                    r_dport,
+                    a_lo_hi,
+                    a_lo_lo,
+                    a_hi_hi,
+                    a_hi_lo,
+                    p_lo,
+                    p_hi,
+                ):
+                    if n_alerts == out_rule.shape[0]:
+                        grown_rule = np.empty(2 * n_alerts, np.int64)
+                        grown_packet = np.empty(2 * n_alerts, np.int64)
+                        grown_rule[:n_alerts] = out_rule
+                        grown_packet[:n_alerts] = out_packet
+                        out_rule, out_packet = grown_rule, grown_packet
                     out_rule[n_alerts] = r
                     out_packet[n_alerts] = i
-                n_alerts += 1
-    return n_alerts
+                    n_alerts += 1
+    return out_rule, out_packet, n_alerts
 
 
 @nb.njit(cache=True)
