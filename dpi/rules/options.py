@@ -234,6 +234,17 @@ def unescape_text(value: str) -> str:
     return value.encode("latin-1").decode("utf-8", errors="replace")
 
 
+def _negation(value: str) -> tuple[bool, int]:
+    """A leading '!' (content:!"x", pcre:!"/x/"): whether it is there, and where the quoted
+    text starts."""
+    if not value.startswith("!"):
+        return False, 0
+    i = 1
+    while i < len(value) and value[i].isspace():
+        i += 1
+    return True, i
+
+
 class OptionReader:
     """Reads the supported options of one rule, in order, into rule fields."""
 
@@ -356,12 +367,7 @@ class OptionReader:
 
     def _kw_content(self, option: Option) -> None:
         value = self._needs_value(option)
-        i = 0
-        negated = value.startswith("!")
-        if negated:
-            i = 1
-            while i < len(value) and value[i].isspace():
-                i += 1
+        negated, i = _negation(value)
         if len(value) - i < 2 or value[i] != '"' or value[-1] != '"':
             hint = (
                 ' (Snort 3 inline modifiers such as content:"x",depth 4 are not supported)'
@@ -617,12 +623,7 @@ class OptionReader:
 
     def _kw_pcre(self, option: Option) -> None:
         value = self._needs_value(option)
-        i = 0
-        negated = value.startswith("!")
-        if negated:
-            i = 1
-            while i < len(value) and value[i].isspace():
-                i += 1
+        negated, i = _negation(value)
         text = value[i:]
         if len(text) < 2 or text[0] != '"' or text[-1] != '"':
             raise RuleSyntaxError('pcre needs a quoted /pattern/flags: pcre:"/.../i"', option.value_pos + i)
