@@ -170,3 +170,22 @@ def _mixed():
 def test_header_keywords_in_a_scan(tmp_path, rule, expected):
     _, events = run_scan(tmp_path, _mixed(), rule + "\n")
     assert [a["pcap_cnt"] for a in alerts_of(events)] == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "payloads", "expected"),
+    [
+        # the first "id=" digits are followed by ";", the second by "!": the pcre is retried
+        (
+            'content:"id="; pcre:"/id=\\d+/"; content:"!"; distance:0; within:1;',
+            [b"id=1; id=22!", b"id=1;"],
+            [1],
+        ),
+        # ^ keeps meaning the subject start on a retry: "2" is not at the start...
+        ('content:"k="; pcre:"/^\\d/R"; content:"!"; distance:0; within:1;', [b"k=12!"], []),
+        # ...but the content before it is retried too, and the second "k=" makes a new subject
+        ('content:"k="; pcre:"/^\\d/R"; content:"!"; distance:0; within:1;', [b"k=1; k=2!"], [1]),
+    ],
+)
+def test_pcre_is_retried_at_its_next_match(tmp_path, options, payloads, expected):
+    assert _which(tmp_path, options, payloads) == expected

@@ -2,11 +2,12 @@
 run over one contiguous buffer, as Suricata's content inspection engine does.
 
 Ops run in rule order. Each keeps the end of the previous match (``prev``), from which
-relative keywords count. A content followed by a relative keyword is a choice point: when
-something after it fails, its next occurrence is tried (Suricata retries from one byte
-after the previous match start). Work is bounded: every op evaluation and every compared
-byte position counts as a step, and past the budget the verification aborts (counted by
-the caller) instead of stalling the scan on hostile data.
+relative keywords count. A content or pcre followed by a relative keyword is a choice
+point: when something after it fails, its next match is tried (Suricata retries from one
+byte after the previous match start; a pcre keeps its subject, as PCRE's start offset).
+Work is bounded: every op evaluation and every compared byte position counts as a step,
+and past the budget the verification aborts (counted by the caller) instead of stalling
+the scan on hostile data.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from dpi.detect.program import (
     OP_PCRE,
     UNSET,
 )
-from dpi.regex import regex_search
+from dpi.regex import regex_search_from
 
 MATCH = 1
 NO_MATCH = 0
@@ -141,7 +142,11 @@ def run_program(ps, pe, kind, flags, param, var, patterns, rx, buf, bstart, bend
                     retry = found + 1
         elif kd == OP_PCRE:
             subject = prev if f & F_RELATIVE else 0
-            ms, me, used = regex_search(rx, param[o, 0], buf, bstart + subject, bend, budget - steps)
+            # a retry keeps the subject and starts one byte after the previous match start
+            search_from = max(lvl_retry[k], subject)
+            ms, me, used = regex_search_from(
+                rx, param[o, 0], buf, bstart + subject, bend, bstart + search_from, budget - steps
+            )
             steps += used
             if ms == -2:
                 return ABORTED, steps
@@ -150,6 +155,8 @@ def run_program(ps, pe, kind, flags, param, var, patterns, rx, buf, bstart, bend
             elif ms >= 0:
                 ok = True
                 new_prev = me - bstart
+                if f & F_RETRY:
+                    retry = ms - bstart + 1
         elif kd == OP_ISDATAAT:
             size = _value(param[o, 0], var[o, 0], values)
             ok = isdataat_match(blen, prev, size, (f & F_RELATIVE) != 0, (f & F_NEGATED) != 0)

@@ -139,10 +139,13 @@ def compile_programs(rules) -> PayloadPrograms:
                 flags.append(f)
                 params.append(p)
                 variables.append(v)
-            # Suricata retries a match only when the next keyword is relative to it (a pcre is
-            # not retried here: its next match would need a start offset inside a fixed subject)
+            # Suricata retries a content or pcre match only when the next keyword is relative to it
             for k in range(start, len(kinds) - 1):
-                if flags[k + 1] & F_RELATIVE and kinds[k] == OP_CONTENT and not flags[k] & F_NEGATED:
+                if (
+                    flags[k + 1] & F_RELATIVE
+                    and kinds[k] in (OP_CONTENT, OP_PCRE)
+                    and not flags[k] & F_NEGATED
+                ):
                     flags[k] |= F_RETRY
         r_prog[r] = (start, len(kinds))
     return PayloadPrograms(

@@ -13,7 +13,7 @@ import numpy as np
 
 from dpi.regex.parse import RegexSyntaxError, RegexUnsupported
 from dpi.regex.program import CompiledRegex, RegexSet, compile_regex, pack_regexes
-from dpi.regex.vm import regex_search
+from dpi.regex.vm import regex_search, regex_search_from
 
 __all__ = [
     "CompiledRegex",
@@ -23,6 +23,7 @@ __all__ = [
     "compile_regex",
     "pack_regexes",
     "regex_search",
+    "regex_search_from",
     "search",
 ]
 

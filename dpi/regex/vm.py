@@ -332,6 +332,14 @@ def regex_search(arrays, rid, buf, start, end, budget):
     ``end``, a lookbehind cannot see before ``start``. Returns ``(match_start, match_end,
     steps)`` as absolute positions into ``buf``; match_start is -1 when there is no match and
     -2 when more than ``budget`` steps were needed before a decision."""
+    return regex_search_from(arrays, rid, buf, start, end, start, budget)
+
+
+@nb.njit(cache=True)
+def regex_search_from(arrays, rid, buf, start, end, search_from, budget):
+    """As :func:`regex_search`, but the match may only start at ``search_from`` or later,
+    the subject staying ``buf[start:end]`` (PCRE's start offset: ^ still means ``start``).
+    Suricata retries a pcre this way, from one byte after its previous match start."""
     meta = arrays[0]
     looks = arrays[5]
     row = rid * META_STRIDE
@@ -355,9 +363,14 @@ def regex_search(arrays, rid, buf, start, end, budget):
     next_pc = np.empty(plen, np.int64)
     scratch = (marks, stack, cur_pc, np.empty(plen, np.int64), next_pc, np.empty(plen, np.int64))
     memo = np.zeros(n_looks * span if n_looks > 0 else 1, np.int8)
+    if search_from < start:
+        search_from = start
+    if search_from > end:
+        return NO_MATCH, NO_MATCH, 0
     ms, me, steps, gen = _pike_search(
-        arrays, pbase, cbase, anchored, first_class, buf, start, end, start, memo, span, scratch, 0, 0, budget
-    )
+        arrays, pbase, cbase, anchored, first_class, buf, start, end, search_from, memo, span, scratch, 0, 0,
+        budget,
+    )  # fmt: skip
     if n_looks == 0 or ms < 0:
         # with lookarounds, that first search assumed every one of them holds: it accepts
         # more than the pattern, so "no match" is final; a match must be confirmed
