@@ -84,7 +84,9 @@ class Detector:
             np.bincount(fast, minlength=db.n_patterns) if len(fast) else np.zeros(db.n_patterns, np.int64)
         )
         self.fast_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.header_group_start, self.header_group_rules = _header_groups(db)
+        self.header_group_start, self.header_group_rules, self.header_port_start, self.header_port_rules = (
+            _header_groups(db)
+        )
 
     def _grow_states(self, n_slots: int) -> None:
         if self.states is None or n_slots <= self.states.shape[0]:
@@ -296,6 +298,8 @@ class Detector:
         out_rule, out_packet, n = detect_headers(
             self.header_group_start,
             self.header_group_rules,
+            self.header_port_start,
+            self.header_port_rules,
             eligible,
             flow,
             proto,
@@ -400,19 +404,38 @@ class Detector:
             )
 
 
-def _header_groups(db: DetectionDatabase) -> tuple[np.ndarray, np.ndarray]:
+PORT_INDEX_MAX = 1024  # rules for at most this many destination ports are indexed by port
+
+
+def _header_groups(db: DetectionDatabase):
     """The header rules by protocol group (kernels.proto_group), then the IP-only ones by
-    group (groups 4-7), as CSR arrays; rules for any IP protocol are in every group."""
+    group (groups 4-7), as CSR arrays; rules for any IP protocol are in every group. TCP
+    and UDP rules (one direction) for at most PORT_INDEX_MAX destination ports go to a
+    per-port index instead: (group_start, group_rules, port_start, port_rules)."""
     groups: list[list[int]] = [[] for _ in range(8)]
+    by_port: list[tuple[int, int, int]] = []  # (group, port, rule)
     codes = {6: [0], 17: [1], PROTO_ICMP_ANY: [2], PROTO_ANY_IP: [0, 1, 2, 3]}
     for r in db.header_rules.tolist():
         offset = 4 if db.r_ip_only[r] else 0
+        start, end = db.r_dport[r]
+        lo, hi = db.p_lo[start:end], db.p_hi[start:end]
+        narrow = not db.r_bidir[r] and int((hi - lo + 1).sum()) <= PORT_INDEX_MAX
         for g in codes.get(int(db.r_proto[r]), [3]):
-            groups[g + offset].append(r)
+            if offset == 0 and g < 2 and narrow:
+                by_port.extend(
+                    (g, port, r)
+                    for a, b in zip(lo.tolist(), hi.tolist(), strict=True)
+                    for port in range(a, b + 1)
+                )
+            else:
+                groups[g + offset].append(r)
     start = np.zeros(9, np.int64)
     start[1:] = np.cumsum([len(g) for g in groups])
     rules = np.asarray([r for g in groups for r in g], np.int64)
-    return start, rules
+    entries = np.asarray(sorted(by_port), np.int64).reshape(-1, 3)
+    port_start = np.zeros(2 * 65537 + 1, np.int64)
+    np.add.at(port_start, entries[:, 0] * 65537 + entries[:, 1] + 1, 1)
+    return start, rules, np.cumsum(port_start), entries[:, 2].copy()
 
 
 # stand-ins when there are no packets (end-of-flow flush) or no buffer

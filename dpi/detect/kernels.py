@@ -446,6 +446,8 @@ def proto_group(proto):
 def detect_headers(
     group_start,
     group_rules,
+    port_start,
+    port_rules,
     eligible,
     flow,
     proto,
@@ -477,7 +479,9 @@ def detect_headers(
     the outputs grow as needed. ``group_rules[group_start[g] : group_start[g + 1]]`` lists
     the rules of protocol group g (see proto_group) checked on every packet; group g + 4
     the IP-only rules, which Suricata checks once per flow direction, on its first packet:
-    ``ip_only_done[2 * flow + direction]`` remembers it."""
+    ``ip_only_done[2 * flow + direction]`` remembers it. TCP and UDP rules for a few
+    destination ports are indexed by port instead (``port_start[g * 65537 + port]``), as
+    Suricata's signature groups by port do."""
     out_rule = np.empty(max(capacity, 16), np.int64)
     out_packet = np.empty(max(capacity, 16), np.int64)
     n_alerts = 0
@@ -486,14 +490,21 @@ def detect_headers(
             continue
         slot = 2 * flow[i] + direction[i]
         g = proto_group(proto[i])
-        for pass_ in range(2):
-            if pass_ == 1:
+        for pass_ in range(3):
+            if pass_ == 0:  # the group's rules that are not indexed by port
+                rules, lo, hi = group_rules, group_start[g], group_start[g + 1]
+            elif pass_ == 1:  # TCP and UDP rules for a few destination ports: by that port
+                if g > 1:
+                    continue
+                at = g * 65537 + dp[i]
+                rules, lo, hi = port_rules, port_start[at], port_start[at + 1]
+            else:  # IP-only rules, on the first packet of the flow direction
                 if ip_only_done[slot]:
                     break
                 ip_only_done[slot] = 1
-                g += 4
-            for k in range(group_start[g], group_start[g + 1]):
-                r = group_rules[k]
+                rules, lo, hi = group_rules, group_start[g + 4], group_start[g + 5]
+            for k in range(lo, hi):
+                r = rules[k]
                 if header_ok(
                     r,
                     proto[i],
