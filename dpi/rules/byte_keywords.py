@@ -175,6 +175,20 @@ def _parse_number(
     return value
 
 
+def _signed_offset(text: str, index: int) -> int:
+    """byte_jump's and byte_extract's offset: decimal, -65535..65535."""
+    return _parse_number(
+        text,
+        index,
+        "offset",
+        base=10,
+        strict=True,
+        lo=-_JUMP_OFFSET_LIMIT,
+        hi=_JUMP_OFFSET_LIMIT,
+        signed=True,
+    )
+
+
 # --- tokens ----------------------------------------------------------------------------------------
 
 
@@ -362,16 +376,7 @@ def parse_byte_jump(value: str) -> ByteJump:
     if _is_var(offset_text):
         offset_var = offset_text
     else:
-        offset = _parse_number(
-            offset_text,
-            offset_index,
-            "offset",
-            base=10,
-            strict=True,
-            lo=-_JUMP_OFFSET_LIMIT,
-            hi=_JUMP_OFFSET_LIMIT,
-            signed=True,
-        )
+        offset = _signed_offset(offset_text, offset_index)
 
     relative = has_string = align = from_beginning = from_end = dce = has_endian = False
     endian = "big"
@@ -473,16 +478,7 @@ def parse_byte_extract(value: str) -> ByteExtract:
     unsigned_offset = offset_text[1:] if offset_text.startswith("-") else offset_text
     if not unsigned_offset.isascii() or not unsigned_offset.isdigit():
         raise ByteKeywordError(f"byte_extract: invalid offset {offset_text!r}", offset_index)
-    offset = _parse_number(
-        offset_text,
-        offset_index,
-        "offset",
-        base=10,
-        strict=True,
-        lo=-_JUMP_OFFSET_LIMIT,
-        hi=_JUMP_OFFSET_LIMIT,
-        signed=True,
-    )
+    offset = _signed_offset(offset_text, offset_index)
     _single_word(name, name_index, "byte_extract")
 
     seen: set[str] = set()
