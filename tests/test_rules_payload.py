@@ -189,3 +189,19 @@ def test_header_keywords_in_a_scan(tmp_path, rule, expected):
 )
 def test_pcre_is_retried_at_its_next_match(tmp_path, options, payloads, expected):
     assert _which(tmp_path, options, payloads) == expected
+
+
+def test_stream_data_is_verified_on_its_own_bytes_not_on_the_acking_packet(tmp_path):
+    """Client data is released when the server's reply ACKs it: the reply's payload must
+    not stand in for the client's bytes (it holds 'foo'; the request does not)."""
+    from tests.conftest import tcp_session
+
+    packets = tcp_session([b"GET /x HTTP/1.0\r\n\r\n"], replies=[b"HTTP/1.0 200 OK\r\n\r\nGET foo"])
+    rules = (
+        'alert tcp any any -> any any (flow:to_server; content:"GET"; pcre:"/foo/"; sid:1;)\n'
+        'alert tcp any any -> any any (flow:to_server; content:"GET"; pcre:"/\\/x/"; sid:2;)\n'
+        'alert tcp any any -> any any (flow:to_server,no_stream; content:"GET"; pcre:"/\\/x/"; sid:3;)\n'
+    )
+    _, events = run_scan(tmp_path, packets, rules)
+    assert sorted(a["alert"]["signature_id"] for a in alerts_of(events)) == [2, 3]
+    assert {a["direction"] for a in alerts_of(events)} == {"to_server"}

@@ -215,15 +215,21 @@ class Detector:
         if db.r_verify[rule].any():
             # a datagram's chunk is its packet: it has no stream bytes of its own
             src = np.where(from_stream == 1, chunks.src[chunk].astype(np.int64), -1)
+            # A stream chunk's delivering packet is the one whose ACK released it, often in
+            # the other direction: its columns are not the data's. Where the chunk is one
+            # packet's whole payload (packet_base >= 0) its bytes are that packet's, and
+            # serve the packet mode too. A datagram's chunk is its own packet.
+            own = chunks.packet_base[chunk] >= 0
             keep = self.verify(
                 rule,
-                chunks.packet[chunk],
+                np.where(from_stream == 0, chunks.packet[chunk], -1),
                 src,
                 chunks.offset[chunk],
                 chunks.length[chunk],
                 buf,
                 chunks.side,
                 decoded,
+                own.astype(np.uint8),
             )
             rule, chunk, from_stream = rule[keep], chunk[keep], from_stream[keep]
         return AlertBatch(
@@ -235,8 +241,10 @@ class Detector:
             from_stream,
         )
 
-    def verify(self, rule, packet, stream_src, stream_off, stream_len, buf, side, decoded):
-        """Mask of the candidates that pass the verify stage (or that do not need it)."""
+    def verify(self, rule, packet, stream_src, stream_off, stream_len, buf, side, decoded, own=None):
+        """Mask of the candidates that pass the verify stage (or that do not need it).
+        ``own``: the stream bytes are one packet's whole payload (they serve the packet
+        mode as well)."""
         db = self.db
         keep = np.ones(len(rule), np.bool_)
         sel = np.nonzero(db.r_verify[rule])[0]
@@ -250,6 +258,7 @@ class Detector:
         d = decoded
         verify_candidates(
             rule[sel], packet[sel], stream_src[sel], stream_off[sel], stream_len[sel],
+            np.zeros(len(sel), np.uint8) if own is None else own[sel],
             buf if len(buf) else _ONE_BYTE, side if len(side) else _ONE_BYTE,
             d.ip_version, d.l3_offset, d.l4_offset, d.proto, d.src_hi, d.src_lo, d.dst_hi, d.dst_lo,
             d.tcp_seq, d.tcp_ack, d.tcp_flags, d.icmp_type, d.icmp_code, d.ttl, d.frag_offset,

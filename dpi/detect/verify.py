@@ -27,6 +27,7 @@ def verify_candidates(
     c_stream_src,  # -1: no stream bytes; 0: the packet buffer; 1: the side buffer
     c_stream_off,
     c_stream_len,
+    c_own,  # 1: the stream bytes are one packet's whole payload
     pkt_buf,
     side_buf,
     # packet columns (index c_packet)
@@ -98,21 +99,20 @@ def verify_candidates(
             continue
         ps, pe = r_prog[r, 0], r_prog[r, 1]
         for mode in range(2):
-            if mode == 0:
-                if c_stream_src[i] < 0 or not r_mode[r] & MODE_STREAM:
+            if mode == 0:  # the stream chunk (for the packet mode too when it is one packet's payload)
+                if c_stream_src[i] < 0:
+                    continue
+                if not r_mode[r] & MODE_STREAM and not (c_own[i] and r_mode[r] & MODE_PACKET):
                     continue
                 buf = pkt_buf if c_stream_src[i] == 0 else side_buf
                 start = c_stream_off[i]
                 end = start + c_stream_len[i]
-            else:
+            else:  # the packet's own payload (datagrams, and packets checked alone)
                 if p < 0 or not r_mode[r] & MODE_PACKET:
                     continue
                 buf = pkt_buf
                 start = payload_offset[p]
                 end = start + payload_len[p]
-                if c_stream_src[i] == 0 and c_stream_off[i] == start and c_stream_len[i] == payload_len[p]:
-                    if r_mode[r] & MODE_STREAM:
-                        continue  # the same bytes the stream mode just inspected
             if end > buf.shape[0] or start < 0:
                 continue
             result, steps = run_program(
