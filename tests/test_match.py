@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dpi.match import NumbaDatabase, compile_patterns
+from dpi.match import DfaDatabase, PrefilterDatabase, compile_patterns
 from dpi.match.corpus import load_contents
 from tests.conftest import SHARED_DATA
 
@@ -25,9 +25,20 @@ PEERS = [
         "hyperscan", marks=pytest.mark.skipif(not HAVE_HYPERSCAN, reason="hyperscan is not installed")
     ),
 ]
-# None: the default (a full DFA for small sets); 0: only the root is dense, every other state sparse;
-# 200: a few shallow dense states, the rest sparse.
-BUDGETS = [None, 0, 200]
+# Every layout of the numba engine. The DFA with its default budget (a full DFA for small sets), with
+# a budget of 0 (only the root dense, every other state sparse) and of 200 bytes (a few shallow dense
+# states, the rest sparse); the prefilter.
+LAYOUTS = ["dfa", "dfa-sparse", "dfa-200", "prefilter"]
+
+
+def build(layout: str, patterns, nocase=None):
+    """A numba Database of the given layout (see LAYOUTS)."""
+    if layout == "prefilter":
+        return PrefilterDatabase(patterns, nocase)
+    budget = {"dfa": None, "dfa-sparse": 0, "dfa-200": 200}[layout]
+    return DfaDatabase(patterns, nocase, dense_budget=budget)
+
+
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -90,24 +101,24 @@ def binary_case(draw):
     return patterns, nocase, data
 
 
-@pytest.mark.parametrize("budget", BUDGETS)
+@pytest.mark.parametrize("layout_name", LAYOUTS)
 @PROPERTY
 @given(case=pattern_sets(), data=small_data)
-def test_scan_equals_naive_small_alphabet(budget, case, data):
+def test_scan_equals_naive_small_alphabet(layout_name, case, data):
     patterns, nocase = case
-    db = NumbaDatabase(patterns, nocase, dense_budget=budget)
+    db = build(layout_name, patterns, nocase)
     ids, ends = db.scan(data)
     assert ids.dtype == np.int64 and ends.dtype == np.int64
     assert as_pairs(ids, ends) == naive(patterns, nocase, data)
     assert db.count(data) == len(ids)
 
 
-@pytest.mark.parametrize("budget", BUDGETS)
+@pytest.mark.parametrize("layout_name", LAYOUTS)
 @PROPERTY
 @given(case=binary_case())
-def test_scan_equals_naive_binary(budget, case):
+def test_scan_equals_naive_binary(layout_name, case):
     patterns, nocase, data = case
-    db = NumbaDatabase(patterns, nocase, dense_budget=budget)
+    db = build(layout_name, patterns, nocase)
     ids, ends = db.scan(data)
     assert as_pairs(ids, ends) == naive(patterns, nocase, data)
     assert db.count(data) == len(ids)
@@ -128,12 +139,12 @@ def long_buffers(draw):
     return patterns, nocase, data
 
 
-@pytest.mark.parametrize("budget", [None, 0])
+@pytest.mark.parametrize("layout_name", ["dfa", "dfa-sparse", "prefilter"])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=long_buffers())
-def test_long_buffers_use_lanes_and_agree(budget, case):
+def test_long_buffers_use_lanes_and_agree(layout_name, case):
     patterns, nocase, data = case
-    db = NumbaDatabase(patterns, nocase, dense_budget=budget)
+    db = build(layout_name, patterns, nocase)
     expected = naive_find(patterns, nocase, data)
     assert as_pairs(*db.scan(data)) == expected
     assert db.count(data) == len(expected)
@@ -195,8 +206,8 @@ def test_many_matches_grow_the_output():
 def test_hybrid_table_is_smaller_than_full_dfa():
     rng = np.random.default_rng(1)
     patterns = [rng.integers(65, 91, 12, dtype=np.uint8).tobytes() for _ in range(300)]
-    full = NumbaDatabase(patterns)
-    hybrid = NumbaDatabase(patterns, dense_budget=64 * 1024)
+    full = DfaDatabase(patterns)
+    hybrid = DfaDatabase(patterns, dense_budget=64 * 1024)
     assert full.exact.n_dense == full.exact.n_states
     assert 1 < hybrid.exact.n_dense < hybrid.exact.n_states
     assert hybrid.nbytes < full.nbytes
@@ -239,12 +250,12 @@ def absolute(pattern, chunk, end, chunk_start: list[int]) -> list[tuple[int, int
     ]
 
 
-@pytest.mark.parametrize("budget", [None, 0])
+@pytest.mark.parametrize("layout_name", ["dfa", "dfa-sparse", "prefilter"])
 @PROPERTY
 @given(case=pattern_sets(), data=small_data, layout=st.data())
-def test_chunks_of_one_stream_equal_whole_scan(budget, case, data, layout):
+def test_chunks_of_one_stream_equal_whole_scan(layout_name, case, data, layout):
     patterns, nocase = case
-    db = NumbaDatabase(patterns, nocase, dense_budget=budget)
+    db = build(layout_name, patterns, nocase)
     cuts = split_points(layout.draw, len(data))
     if layout.draw(st.booleans()):
         cuts = list(range(len(data) + 1))  # 1-byte chunks
@@ -344,14 +355,14 @@ def test_chunked_output_grows_and_resumes():
         db.scan_chunks(*chunk_columns(pieces, [0] * 6, [False] * 6), np.zeros((1, 2), dtype=np.int64))
 
 
-@pytest.mark.parametrize("budget", [None, 0])
+@pytest.mark.parametrize("layout_name", ["dfa", "dfa-sparse", "prefilter"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=pattern_sets(alphabet=b"aAb", max_len=5), layout=st.data())
-def test_many_streams_and_unsaved_chunks(budget, case, layout):
+def test_many_streams_and_unsaved_chunks(layout_name, case, layout):
     """Several streams (spread over the kernel's lanes) and -1 chunks, interleaved; match-dense data
     so that the outputs overflow and the kernel resumes."""
     patterns, nocase = case
-    db = NumbaDatabase(patterns, nocase, dense_budget=budget)
+    db = build(layout_name, patterns, nocase)
     n_streams = layout.draw(st.integers(1, 7))
     streams, pieces = [], []
     for _ in range(layout.draw(st.integers(1, 60))):

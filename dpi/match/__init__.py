@@ -15,19 +15,37 @@ from the initial state and is not saved. Chunks of one stream must come in strea
 
 from __future__ import annotations
 
-from .base import Database
-from .database import NumbaDatabase
+from .base import Database, PatternStream, check_patterns
+from .database import DfaDatabase, PrefilterDatabase
+from .layout import LAYOUTS, choose_layout
 
 ENGINES = ("numba", "pyahocorasick", "hyperscan")
 
 
-def compile_patterns(patterns: list[bytes], nocase: list[bool] | None = None, engine="numba") -> Database:
+def compile_patterns(
+    patterns: list[bytes], nocase: list[bool] | None = None, engine="numba", layout="auto"
+) -> Database:
     """Compile literal byte patterns (pattern id = index in the list) into a Database.
 
     ``nocase[i]`` makes pattern i match regardless of ASCII case. Empty patterns raise ValueError.
+    ``layout`` (numba engine only) is "dfa", "prefilter" or "auto": chosen from the pattern set by
+    ``choose_layout``; ``Database.describe()`` reports the choice and its reason.
     """
     if engine == "numba":
-        return NumbaDatabase(patterns, nocase)
+        patterns, nocase = check_patterns(patterns, nocase)
+        reason = f"asked for layout {layout!r}"
+        if layout == "auto":
+            layout, reason = choose_layout(patterns, nocase)
+        if layout == "dfa":
+            db = DfaDatabase(patterns, nocase)
+        elif layout == "prefilter":
+            db = PrefilterDatabase(patterns, nocase)
+        else:
+            raise ValueError(f"unknown layout {layout!r}; choose one of auto, {', '.join(LAYOUTS)}")
+        db.layout_reason = reason
+        return db
+    if layout not in ("auto", engine):
+        raise ValueError(f"engine {engine!r} has no layout {layout!r}")
     if engine == "pyahocorasick":
         from .engines import AhoCorasickDatabase
 
@@ -39,4 +57,13 @@ def compile_patterns(patterns: list[bytes], nocase: list[bool] | None = None, en
     raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Database", "NumbaDatabase", "compile_patterns"]
+__all__ = [
+    "ENGINES",
+    "LAYOUTS",
+    "Database",
+    "DfaDatabase",
+    "PatternStream",
+    "PrefilterDatabase",
+    "choose_layout",
+    "compile_patterns",
+]

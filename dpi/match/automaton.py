@@ -27,8 +27,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numba import njit
 
-#: Default memory for the dense rows of both automata together (the 24-bit row offsets allow 64 MiB).
-DEFAULT_DENSE_BUDGET = 64 * 1024 * 1024
+#: Default memory for the dense rows of both automata together (the 24-bit row offsets allow 64 MiB):
+#: with the state records, a large set's tables stay within 32 MiB.
+DEFAULT_DENSE_BUDGET = 24 * 1024 * 1024
 
 _ENTRY_BYTES = 4  # int32 table entries
 COUNT_SHIFT = 24

@@ -68,6 +68,7 @@ class Database(ABC):
     """
 
     engine: str = ""
+    layout: str = ""  # how the engine laid out its tables, for engines that have more than one
 
     def __init__(self, patterns: list[bytes], nocase: list[bool]):
         self.patterns = patterns
@@ -90,6 +91,22 @@ class Database(ABC):
     def nbytes(self) -> int:
         """Memory held by the compiled tables."""
 
+    def describe(self) -> dict:
+        """What was compiled and how: engine, layout, sizes (JSON-ready)."""
+        return {
+            "engine": self.engine,
+            "layout": self.layout or self.engine,
+            "patterns": len(self.patterns),
+            "nocase_patterns": int(sum(self.nocase)),
+            "max_length": self.max_length,
+            "nbytes": int(self.nbytes),
+            "reason": getattr(self, "layout_reason", ""),
+        }
+
+    def stream(self) -> PatternStream:
+        """A stream: successive ``scan`` calls find patterns that cross from one call into the next."""
+        return PatternStream(self)
+
     @abstractmethod
     def new_states(self, n_streams: int) -> np.ndarray:
         """Initial scan state for n_streams streams."""
@@ -103,3 +120,28 @@ class Database(ABC):
         self, buf_a, buf_b, chunk_src, chunk_offset, chunk_len, chunk_stream, states
     ) -> ChunkMatches:
         """(match_pattern, match_chunk, match_end) of a batch of chunks; see dpi.match for the contract."""
+
+
+class PatternStream:
+    """One stream over a Database (Hyperscan's stream mode): ``scan`` takes the stream's next bytes and
+    returns (pattern_ids, end_offsets) of the matches that end in them, the ends counted from the
+    start of the stream. ``reset`` starts a new stream."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.state = db.new_states(1)
+        self.offset = 0  # bytes scanned so far
+
+    def scan(self, data) -> Matches:
+        data = as_byte_array(data)
+        one = np.ones(1, dtype=np.int64)
+        ids, _, ends = self.db.scan_chunks(
+            data, data, np.zeros(1, np.int8), np.zeros(1, np.int64), one * data.shape[0], one * 0, self.state
+        )
+        ends = ends + self.offset
+        self.offset += int(data.shape[0])
+        return ids, ends
+
+    def reset(self) -> None:
+        self.db.reset_states(self.state, [0])
+        self.offset = 0

@@ -1,12 +1,32 @@
-"""The default engine: two Aho-Corasick automata (exact, case-folded) scanned by Numba kernels."""
+"""The Numba engine's two layouts behind the Database interface.
+
+* ``DfaDatabase``: two Aho-Corasick automata (exact, case-folded) in a hybrid dense/sparse table,
+  scanned byte by byte (automaton.py, scan.py). Best when the tables stay in cache: small sets.
+* ``PrefilterDatabase``: hashed window filters and exact verification (prefilter.py,
+  prefilter_scan.py). Best for large sets, whose DFA would not fit in cache.
+
+``choose_layout`` picks one from the pattern set; ``Database.describe()`` says which and why.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import prefilter_scan as prefilter_kernels
 from . import scan as kernels
 from .automaton import DEFAULT_DENSE_BUDGET, build_automaton, build_trie, pack, split_dense
 from .base import Database, as_byte_array, check_chunks, check_patterns, chunk_bounds_error, empty_matches
+from .prefilter import (
+    C_LONG,
+    C_MID,
+    CLASS_HIGH,
+    CLASS_LOW,
+    CLASS_NAMES,
+    P_FILTER_BITS,
+    build_prefilter,
+    co_match_bound,
+)
+from .prefilter_scan import HISTORY_HEADER
 
 _MIN_ROW = 1024  # output slots per lane at least
 _MAX_FIRST_ROW = 1 << 24  # first guess at most (256 MiB per lane); more comes by doubling
@@ -30,7 +50,7 @@ def group_patterns(patterns: list[bytes], nocase: list[bool]) -> tuple[list[byte
     return exact_keys, folded_keys, ids_of
 
 
-class NumbaDatabase(Database):
+class DfaDatabase(Database):
     """Aho-Corasick with a hybrid dense/sparse table (see automaton.py), scanned by scan.py.
 
     ``dense_budget`` is the memory, in bytes, for the dense rows of both automata: a small set gets a
@@ -38,6 +58,7 @@ class NumbaDatabase(Database):
     """
 
     engine = "numba"
+    layout = "dfa"
 
     def __init__(self, patterns: list[bytes], nocase: list[bool] | None = None, dense_budget=None):
         patterns, nocase = check_patterns(patterns, nocase)
@@ -207,3 +228,142 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+class PrefilterDatabase(Database):
+    """Hashed window filters and exact verification (see prefilter.py), scanned by prefilter_scan.py.
+
+    The stream state is the stream's last ``max_length - 1`` bytes, so that a pattern that starts in
+    one chunk and ends in the next is verified across the boundary.
+    """
+
+    engine = "numba"
+    layout = "prefilter"
+
+    def __init__(self, patterns: list[bytes], nocase: list[bool] | None = None):
+        patterns, nocase = check_patterns(patterns, nocase)
+        super().__init__(patterns, nocase)
+        if self.max_length - 1 > 0xFFFF:
+            raise ValueError(f"the prefilter layout keeps at most 65536-byte patterns, not {self.max_length}")
+        exact_keys, folded_keys, ids_of = group_patterns(patterns, nocase)
+        counts = np.fromiter((len(g) for g in ids_of), dtype=np.int64, count=len(ids_of))
+        self.ids_ptr = np.zeros(len(ids_of) + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.ids_ptr[1:])
+        self.ids = np.fromiter((i for g in ids_of for i in g), dtype=np.int64, count=len(patterns))
+        keys = exact_keys + folded_keys
+        key_nocase = [False] * len(exact_keys) + [True] * len(folded_keys)
+        self.tables = build_prefilter(keys, key_nocase)
+        self.max_co = max(1, co_match_bound(keys, key_nocase, counts))
+        self.n_unique = len(keys)
+        self._density = 1 / 16
+
+    @property
+    def nbytes(self) -> int:
+        return self.tables.nbytes + self.ids_ptr.nbytes + self.ids.nbytes
+
+    def describe(self) -> dict:
+        info = super().describe()
+        t = self.tables
+        lengths = np.diff(t.key_ptr)
+        info.update(
+            unique_keys=self.n_unique,
+            keys_by_length={"1": int((lengths == 1).sum())}
+            | {
+                name: int(((lengths >= low) & (lengths <= high)).sum())
+                for name, low, high in zip(CLASS_NAMES, CLASS_LOW, CLASS_HIGH, strict=True)
+            },
+            filter_bits={CLASS_NAMES[c]: int(t.class_params[c, P_FILTER_BITS]) for c in (C_MID, C_LONG)},
+            table_bytes={
+                "pair": t.pair.nbytes,
+                "filters": t.filters.nbytes,
+                "buckets": t.bucket_ptr.nbytes + t.entries.nbytes,
+                "keys": t.key_bytes.nbytes + t.key_ptr.nbytes + t.key_nocase.nbytes,
+            },
+            stream_state_bytes=HISTORY_HEADER + self.max_length - 1,
+        )
+        return info
+
+    def new_states(self, n_streams: int) -> np.ndarray:
+        """uint8[n_streams, 2 + max_length - 1]: each stream's history length, then its history."""
+        return np.zeros((int(n_streams), HISTORY_HEADER + self.max_length - 1), dtype=np.uint8)
+
+    def reset_states(self, states: np.ndarray, stream_ids) -> None:
+        states[np.asarray(stream_ids, dtype=np.int64), :HISTORY_HEADER] = 0
+
+    def count(self, data) -> int:
+        data = as_byte_array(data)
+        if data.shape[0] == 0:
+            return 0
+        columns = _one_chunk(data)
+        counts = np.zeros(1, dtype=np.int64)
+        self._run(data, data, *columns, self.new_states(0), counts, count_only=True)
+        return int(counts[0])
+
+    def scan(self, data):
+        data = as_byte_array(data)
+        if data.shape[0] == 0:
+            return empty_matches()
+        pattern, end, _ = self._run(data, data, *_one_chunk(data), self.new_states(0), np.zeros(1, np.int64))
+        return pattern, end
+
+    def scan_chunks(self, buf_a, buf_b, chunk_src, chunk_offset, chunk_len, chunk_stream, states):
+        buf_a, buf_b, src, offset, length, stream = check_chunks(
+            buf_a, buf_b, chunk_src, chunk_offset, chunk_len, chunk_stream
+        )
+        width = HISTORY_HEADER + self.max_length - 1
+        if not (
+            isinstance(states, np.ndarray)
+            and states.dtype == np.uint8
+            and states.ndim == 2
+            and states.shape[1] == width
+            and states.flags.c_contiguous
+            and states.flags.writeable
+        ):
+            raise TypeError("states must be a writable uint8 array from new_states()")
+        counts = np.zeros(src.shape[0], dtype=np.int64)
+        pattern, end, counts = self._run(buf_a, buf_b, src, offset, length, stream, states, counts)
+        chunk = np.repeat(np.arange(src.shape[0], dtype=np.int64), counts)
+        return pattern, chunk, end
+
+    def _run(self, buf_a, buf_b, src, offset, length, stream, states, counts, count_only=False):
+        status, bad = prefilter_kernels.check_chunks(
+            buf_a.shape[0], buf_b.shape[0], src, offset, length, stream, states.shape[0]
+        )
+        if status == prefilter_kernels.BAD_CHUNK:
+            raise chunk_bounds_error(bad, buf_a, buf_b, src, offset, length)
+        if status == prefilter_kernels.BAD_STREAM:
+            raise ValueError(
+                f"chunk {bad}: stream {int(stream[bad])} is not in 0..{states.shape[0] - 1} or -1"
+            )
+        total = int(length.sum()) if src.shape[0] else 0
+        size = 1 if count_only else max(_MIN_ROW, 4 * self.max_co, int(total * self._density * 1.25))
+        out_pattern = np.empty(size, dtype=np.int64)
+        out_end = np.empty(size, dtype=np.int64)
+        resume = np.zeros(4, dtype=np.int64)
+        t = self.tables
+        while True:
+            status = prefilter_kernels.scan_kernel(
+                buf_a, buf_b, src, offset, length, stream, states,
+                t.fold, t.pair, t.one_ptr, t.one_keys, t.filters, t.class_params, t.bucket_ptr,
+                t.entries, t.key_bytes, t.key_ptr, t.key_nocase,
+                self.ids_ptr, self.ids, self.max_co, out_pattern, out_end, counts, resume, count_only,
+            )  # fmt: skip
+            if status == prefilter_kernels.DONE:
+                break
+            used = int(resume[2])
+            out_pattern = np.concatenate([out_pattern[:used], np.empty(used + size, np.int64)])
+            out_end = np.concatenate([out_end[:used], np.empty(used + size, np.int64)])
+        n_out = int(resume[2])
+        if total and not count_only:
+            self._density = min(max(n_out / total, 1e-4), 1.0)
+        return _trimmed(out_pattern, n_out), _trimmed(out_end, n_out), counts
+
+
+def _one_chunk(data: np.ndarray):
+    """Chunk columns for scanning one buffer whole, with no stream."""
+    return (
+        np.zeros(1, dtype=np.int8),
+        np.zeros(1, dtype=np.int64),
+        np.full(1, data.shape[0], dtype=np.int64),
+        np.full(1, -1, dtype=np.int64),
+    )

@@ -1,0 +1,283 @@
+"""Numba kernels of the prefilter layout (see prefilter.py): filter a block, then verify its candidates.
+
+The filter pass over a block has no data-dependent branch: each byte extends a 64-bit window of
+folded bytes, probes the ``pair`` table and the two hashed bit filters with independent loads, and
+appends its position to the candidate list with a branch-free store (the write index grows only when
+a probe passed). The verify pass then walks the few candidates. Splitting the two keeps the branch
+predictor out of the byte loop.
+
+Chunks are scanned in order. A streaming chunk reads the bytes before it from its stream's history:
+``states[s, :2]`` is the history length (little-endian), ``states[s, 2:]`` the history, right-aligned.
+The kernel never writes past its output arrays: before each candidate it checks for room for the most
+ids one candidate can report, and when there is none returns OVERFLOW, dropping what the current block
+wrote, with the block's start in ``resume``; the caller grows the outputs and calls again. A long key
+is found up to three positions after its probe, so each chunk's matches get a final insertion sort.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba import uint64 as u64
+
+from .prefilter import (
+    C_LONG,
+    C_MID,
+    E_KEY_SHIFT,
+    E_PRE,
+    E_PRE_MASK,
+    E_WINDOW,
+    HASH_MULTIPLIER,
+    LONG_STEP,
+    N_CLASSES,
+    P_BUCKET_BITS,
+    P_BUCKET_OFF,
+    P_FILTER_BITS,
+    P_FILTER_OFF,
+    P_MASK,
+    P_WIDE_BITS,
+    P_WIDE_OFF,
+    P_WINDOW,
+    PAIR_ONE,
+    PAIR_TWO,
+    PRE_MULTIPLIER,
+)
+
+DONE = 0
+OVERFLOW = 1
+BAD_CHUNK = 2
+BAD_STREAM = 3
+
+BLOCK = 4096  # bytes filtered before their candidates are verified
+HISTORY_HEADER = 2  # bytes of a stream state before its history
+
+_MULT = np.uint64(HASH_MULTIPLIER)
+_PRE_MULT = np.uint64(PRE_MULTIPLIER)
+
+
+@njit(cache=True)
+def check_chunks(len_a, len_b, chunk_src, chunk_offset, chunk_len, chunk_stream, n_states):
+    """(status, bad chunk): every chunk inside its buffer, every stream id in range or -1."""
+    for c in range(chunk_src.shape[0]):
+        size = len_a if chunk_src[c] == 0 else len_b
+        start = chunk_offset[c]
+        length = chunk_len[c]
+        if start < 0 or length < 0 or start > size or length > size - start:
+            return BAD_CHUNK, c
+        if chunk_stream[c] < -1 or chunk_stream[c] >= n_states:
+            return BAD_STREAM, c
+    return DONE, -1
+
+
+@njit(cache=True, inline="always")
+def _byte_at(buf, start, j, states, stream, history_end):
+    """Byte j of the chunk at buf[start:]; a negative j reads the stream's history."""
+    if j >= 0:
+        return buf[start + j]
+    return states[stream, history_end + j]
+
+
+@njit(cache=True)
+def _window_before(buf, start, pos, history_len, states, stream, history_end, fold):
+    """The 64-bit folded window of the 8 bytes before chunk position pos (missing bytes as 0)."""
+    w = u64(0)
+    for j in range(pos - 8, pos):
+        w <<= u64(8)
+        if j >= -history_len:
+            w |= u64(fold[_byte_at(buf, start, j, states, stream, history_end)])
+    return w
+
+
+@njit(cache=True)
+def _sort_matches(out_pattern, out_end, first, n):
+    """Insertion sort of out_*[first:n] by (end, pattern): nearly sorted, a long key's match at most
+    LONG_STEP - 1 positions late."""
+    for a in range(first + 1, n):
+        e = out_end[a]
+        p = out_pattern[a]
+        b = a - 1
+        while b >= first and (out_end[b] > e or (out_end[b] == e and out_pattern[b] > p)):
+            out_end[b + 1] = out_end[b]
+            out_pattern[b + 1] = out_pattern[b]
+            b -= 1
+        out_end[b + 1] = e
+        out_pattern[b + 1] = p
+
+
+@njit(cache=True)
+def scan_kernel(
+    buf_a, buf_b, chunk_src, chunk_offset, chunk_len, chunk_stream, states,
+    fold, pair, one_ptr, one_keys, filters, params, bucket_ptr, entries,
+    key_bytes, key_ptr, key_nocase, ids_ptr, ids, max_co,
+    out_pattern, out_end, chunk_count, resume, count_only,
+):  # fmt: skip
+    """Scan chunks from chunk resume[0], position resume[1]; DONE or OVERFLOW (resume says where).
+
+    Match ends are exclusive and chunk-relative, and each chunk's matches are sorted by (end, pattern).
+    ``resume[2]`` is the next write index into out_*, ``resume[3]`` where the current chunk's matches
+    start. With count_only nothing is written and chunk_count still counts. On OVERFLOW the block
+    being verified is dropped, to be done again after the caller grows the outputs.
+    """
+    history_end = states.shape[1]
+    capacity = out_pattern.shape[0]
+    cand_pos = np.empty(BLOCK, dtype=np.int64)
+    cand_flag = np.empty(BLOCK, dtype=np.uint8)
+    cand_window = np.empty(BLOCK, dtype=np.uint64)
+    mid_off = u64(params[C_MID, P_FILTER_OFF])
+    mid_shift = u64(64 - params[C_MID, P_FILTER_BITS])
+    mid_mask = u64(params[C_MID, P_MASK])
+    long_off = u64(params[C_LONG, P_FILTER_OFF])
+    long_shift = u64(64 - params[C_LONG, P_FILTER_BITS])
+    seven = u64(7)
+    three = u64(3)
+    one = u64(1)
+    four = u64(4)
+    eight = u64(8)
+    pair_mask = u64(0xFFFF)
+    step_mask = LONG_STEP - 1
+    n = resume[2]
+    for c in range(resume[0], chunk_src.shape[0]):
+        buf = buf_a if chunk_src[c] == 0 else buf_b
+        start = chunk_offset[c]
+        length = chunk_len[c]
+        stream = chunk_stream[c]
+        history_len = 0
+        if stream >= 0 and history_end > HISTORY_HEADER:
+            history_len = np.int64(states[stream, 0]) | (np.int64(states[stream, 1]) << 8)
+        pos = 0
+        if c == resume[0]:
+            pos = resume[1]
+        else:
+            resume[3] = n
+        chunk_first = resume[3]
+        w = _window_before(buf, start, pos, history_len, states, stream, history_end, fold)
+        while pos < length:
+            stop = min(length, pos + BLOCK)
+            block_first = n
+            # Filter: independent probes, a branch-free append of the positions that pass.
+            n_cand = u64(0)
+            for i in range(pos, stop):
+                w = (w << eight) | u64(fold[buf[u64(start + i)]])
+                m = pair[w & pair_mask]
+                h = ((w & mid_mask) * _MULT) >> mid_shift
+                m |= ((filters[mid_off + (h >> three)] >> (h & seven)) & one) << three
+                if (i & step_mask) == step_mask or i < step_mask:
+                    h = (w * _MULT) >> long_shift
+                    m |= ((filters[long_off + (h >> three)] >> (h & seven)) & one) << four
+                cand_pos[n_cand] = i
+                cand_flag[n_cand] = m
+                cand_window[n_cand] = w
+                n_cand += u64(m != 0)
+            # Verify. Written out here rather than in helpers: a helper taking arrays costs NRT
+            # reference counting on every call, which was most of the time.
+            for k in range(n_cand):
+                i = cand_pos[k]
+                m = cand_flag[k]
+                v = cand_window[k]
+                if not count_only and capacity - n < LONG_STEP * max_co:
+                    resume[0] = c
+                    resume[1] = pos
+                    resume[2] = block_first
+                    return OVERFLOW
+                if m & PAIR_ONE:
+                    b = buf[start + i]
+                    fb = fold[b]
+                    for e in range(one_ptr[fb], one_ptr[fb + 1]):
+                        u = one_keys[e]
+                        if key_nocase[u] or key_bytes[key_ptr[u]] == b:
+                            for j in range(ids_ptr[u], ids_ptr[u + 1]):
+                                if not count_only:
+                                    out_pattern[n] = ids[j]
+                                    out_end[n] = i + 1
+                                n += 1
+                for cls in range(N_CLASSES):
+                    if not m & (PAIR_TWO << cls):
+                        continue
+                    value = v & u64(params[cls, P_MASK])
+                    window = params[cls, P_WINDOW]
+                    shift_any = cls == C_LONG and (i & step_mask) == step_mask
+                    # The folded bytes before the window: in v for the mid class, read for the long one.
+                    pre = v >> u64(8 * window) if window < 8 else u64(0)
+                    if cls == C_LONG:
+                        for j in range(i - 15, i - 7):
+                            pre <<= eight
+                            if j >= -history_len:
+                                pre |= u64(
+                                    fold[buf[start + j] if j >= 0 else states[stream, history_end + j]]
+                                )
+                    for table in range(2):
+                        if table == 0:
+                            hashed = value
+                            at = params[cls, P_BUCKET_OFF]
+                            bits = params[cls, P_BUCKET_BITS]
+                        else:
+                            hashed = value ^ (pre * _PRE_MULT)
+                            at = params[cls, P_WIDE_OFF]
+                            bits = params[cls, P_WIDE_BITS]
+                            if bits == 0:
+                                break
+                        at += np.int64((hashed * _MULT) >> u64(64 - bits))
+                        for e in range(bucket_ptr[at], bucket_ptr[at + 1]):
+                            if (
+                                entries[e, E_WINDOW] != value
+                                or (pre ^ entries[e, E_PRE]) & entries[e, E_PRE_MASK]
+                            ):
+                                continue
+                            r = np.int64(entries[e, E_KEY_SHIFT] >> u64(32))
+                            if r and not shift_any:
+                                continue
+                            end = i + r
+                            if end >= length:
+                                continue  # ends in the next chunk: found there
+                            u = np.int64(entries[e, E_KEY_SHIFT] & u64(0xFFFFFFFF))
+                            first = key_ptr[u]
+                            size = key_ptr[u + 1] - first
+                            s = end - size + 1
+                            if s < -history_len:
+                                continue
+                            nocase = key_nocase[u]
+                            # A nocase key's window already matched (folded); an exact key's only folded.
+                            q = size - 1 - window if nocase and r == 0 else size - 1
+                            while q >= 0:
+                                j = s + q
+                                byte = buf[start + j] if j >= 0 else states[stream, history_end + j]
+                                if nocase:
+                                    byte = fold[byte]
+                                if byte != key_bytes[first + q]:
+                                    break
+                                q -= 1
+                            if q >= 0:
+                                continue
+                            for j in range(ids_ptr[u], ids_ptr[u + 1]):
+                                if not count_only:
+                                    out_pattern[n] = ids[j]
+                                    out_end[n] = end + 1
+                                n += 1
+            pos = stop
+        if not count_only:
+            _sort_matches(out_pattern, out_end, chunk_first, n)
+        chunk_count[c] = n - chunk_first
+        if stream >= 0 and history_end > HISTORY_HEADER:
+            _keep_history(states, stream, buf, start, length, history_len, history_end)
+        resume[1] = 0
+    resume[0] = chunk_src.shape[0]
+    resume[2] = n
+    return DONE
+
+
+@njit(cache=True)
+def _keep_history(states, stream, buf, start, length, history_len, history_end):
+    """The stream's history becomes the last (row width - 2) bytes of history + chunk."""
+    width = history_end - 2
+    keep = min(width, history_len + length)
+    if length >= keep:
+        for k in range(keep):
+            states[stream, history_end - keep + k] = buf[start + length - keep + k]
+    else:
+        old = keep - length  # history bytes that stay, moved left by length
+        for k in range(old):
+            states[stream, history_end - keep + k] = states[stream, history_end - old + k]
+        for k in range(length):
+            states[stream, history_end - length + k] = buf[start + k]
+    states[stream, 0] = keep & 0xFF
+    states[stream, 1] = keep >> 8
