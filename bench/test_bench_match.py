@@ -128,8 +128,7 @@ def test_numba(benchmark, corpus, data, name, mode):
         matches=int(matches),
         build_s=round(build_s, 3),
         nbytes=db.nbytes,
-        dense_states=[db.exact.n_dense, db.folded.n_dense],
-        states=[db.exact.n_states, db.folded.n_states],
+        layout=db.describe(),
         jit_warmup_s=round(warmup_s, 3),
     )
 
