@@ -65,24 +65,32 @@ def decode_content(value: str) -> bytes:
     return bytes(out)
 
 
-def rule_contents(line: str) -> list[tuple[bytes, bool]]:
-    """(content bytes, nocase) of every non-negated content of one rule line."""
+def _positive_contents(line: str) -> list[list]:
+    """[bytes, nocase, fast_pattern value (None without the keyword)] of every non-empty,
+    non-negated content of one rule line, in rule order."""
     start = line.find("(")
     end = line.rfind(")")
     if start < 0 or end < start:
         return []
-    contents: list[tuple[bytes, bool]] = []
+    contents: list[list] = []
     current: list | None = None
     for keyword, value in split_options(line[start + 1 : end]):
         if keyword == "content":
             current = None
             if value.startswith("!"):
                 continue
-            current = [decode_content(value), False]
+            current = [decode_content(value), False, None]
             contents.append(current)
-        elif keyword == "nocase" and current is not None:
+        elif current is not None and keyword == "nocase":
             current[1] = True
-    return [(pattern, nocase) for pattern, nocase in contents if pattern]
+        elif current is not None and keyword == "fast_pattern":
+            current[2] = value
+    return [c for c in contents if c[0]]
+
+
+def rule_contents(line: str) -> list[tuple[bytes, bool]]:
+    """(content bytes, nocase) of every non-negated content of one rule line."""
+    return [(c[0], c[1]) for c in _positive_contents(line)]
 
 
 def rule_fast_pattern(line: str) -> tuple[bytes, bool] | None:
@@ -92,37 +100,31 @@ def rule_fast_pattern(line: str) -> tuple[bytes, bool] | None:
     ``fast_pattern`` (its ``N,M`` chop applied), else the longest positive content, then the strongest,
     then the first.
     """
-    start = line.find("(")
-    end = line.rfind(")")
-    if start < 0 or end < start:
-        return None
-    contents: list[list] = []  # [bytes, nocase, fast_pattern flag, chop]
-    current: list | None = None
-    for keyword, value in split_options(line[start + 1 : end]):
-        if keyword == "content":
-            current = None
-            if value.startswith("!"):
-                continue
-            current = [decode_content(value), False, False, None]
-            contents.append(current)
-        elif current is not None and keyword == "nocase":
-            current[1] = True
-        elif current is not None and keyword == "fast_pattern":
-            current[2] = True
-            if "," in value:
-                offset, length = (int(v) for v in value.split(","))
-                current[3] = (offset, length)
-    contents = [c for c in contents if c[0]]
+    contents = _positive_contents(line)
     if not contents:
         return None
-    marked = [c for c in contents if c[2]]
+    marked = [c for c in contents if c[2] is not None]
     if marked:
-        pattern, nocase, _, chop = marked[0]
-        if chop is not None:
-            pattern = pattern[chop[0] : chop[0] + chop[1]] or pattern
+        pattern, nocase, value = marked[0]
+        if "," in value:  # fast_pattern:N,M, the chop
+            offset, length = (int(v) for v in value.split(","))
+            pattern = pattern[offset : offset + length] or pattern
         return pattern, nocase
     best = max(contents, key=lambda c: (len(c[0]), pattern_strength(c[0]), -contents.index(c)))
     return best[0], best[1]
+
+
+def _alert_rules(path: str | Path, read):
+    """``read(line)`` of each active ``alert`` rule line of a rules file, in file order; a line whose
+    content does not decode is left out (a malformed content is the rule parser's business)."""
+    with open(path, encoding="utf-8", errors="replace") as rules:
+        for line in rules:
+            if not line.startswith("alert "):
+                continue
+            try:
+                yield read(line)
+            except ValueError:
+                continue
 
 
 def load_fast_patterns(path: str | Path) -> tuple[list[bytes], list[bool]]:
@@ -130,39 +132,20 @@ def load_fast_patterns(path: str | Path) -> tuple[list[bytes], list[bool]]:
 
     This is the pattern set a detection engine hands its matcher when it loads every rule of the file.
     """
-    patterns: list[bytes] = []
-    nocase: list[bool] = []
-    with open(path, encoding="utf-8", errors="replace") as rules:
-        for line in rules:
-            if not line.startswith("alert "):
-                continue
-            try:
-                found = rule_fast_pattern(line)
-            except ValueError:
-                continue  # a malformed content is the rule parser's business, not the corpus's
-            if found is not None:
-                patterns.append(found[0])
-                nocase.append(found[1])
-    return unique_contents(patterns, nocase)
+    found = [fp for fp in _alert_rules(path, rule_fast_pattern) if fp is not None]
+    return unique_contents([fp[0] for fp in found], [fp[1] for fp in found])
 
 
 def load_contents(path: str | Path, limit: int | None = None) -> tuple[list[bytes], list[bool]]:
     """Content literals of the active `alert` rules of a rules file, in file order (duplicates kept)."""
     patterns: list[bytes] = []
     nocase: list[bool] = []
-    with open(path, encoding="utf-8", errors="replace") as rules:
-        for line in rules:
-            if not line.startswith("alert "):
-                continue
-            try:
-                found = rule_contents(line)
-            except ValueError:
-                continue  # a malformed content is the rule parser's business, not the corpus's
-            for pattern, flag in found:
-                patterns.append(pattern)
-                nocase.append(flag)
-            if limit is not None and len(patterns) >= limit:
-                return patterns[:limit], nocase[:limit]
+    for found in _alert_rules(path, rule_contents):
+        for pattern, flag in found:
+            patterns.append(pattern)
+            nocase.append(flag)
+        if limit is not None and len(patterns) >= limit:
+            return patterns[:limit], nocase[:limit]
     return patterns, nocase
 
 
