@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from dpi.match import DfaDatabase, PrefilterDatabase, compile_patterns
 from dpi.match.corpus import load_contents
+from dpi.match.layout import MEMORY_BUDGET, choose_layout, full_dfa_bytes
 from tests.conftest import SHARED_DATA
 
 SHARED = SHARED_DATA
@@ -148,6 +150,19 @@ def test_long_buffers_use_lanes_and_agree(layout_name, case):
     expected = naive_find(patterns, nocase, data)
     assert as_pairs(*db.scan(data)) == expected
     assert db.count(data) == len(expected)
+
+
+@pytest.mark.parametrize("layout_name", LAYOUTS)
+def test_first_block_denser_than_the_output_guess(layout_name):
+    # Three matches a byte from the first byte on: the outputs, sized from a guess of one match in
+    # sixteen bytes, must grow even though nothing before the overflowing block was kept.
+    patterns, nocase = [b"a", b"A", b"aa"], [False, True, False]
+    db = build(layout_name, patterns, nocase)
+    data = b"a" * 20_000
+    ids, ends = db.scan(data)
+    assert len(ids) == 3 * len(data) - 1
+    assert as_pairs(ids, ends) == naive(patterns, nocase, data)
+    assert db.count(data) == len(ids)
 
 
 def test_classic_example_and_duplicates():
@@ -306,6 +321,60 @@ def test_unsaved_chunks_do_not_leak_state(engine):
     assert found == [(1, 1, 2), (4, 0, 2), (4, 1, 2)]
 
 
+@pytest.mark.parametrize("layout_name", LAYOUTS)
+@PROPERTY
+@given(case=pattern_sets(), data=small_data, layout=st.data())
+def test_pattern_stream_equals_whole_scan(layout_name, case, data, layout):
+    """Database.stream(): ends count from the stream's start, so the pieces' matches are the whole's."""
+    patterns, nocase = case
+    stream = build(layout_name, patterns, nocase).stream()
+    cuts = split_points(layout.draw, len(data))
+    found = []
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        found += as_pairs(*stream.scan(data[a:b]))
+    assert found == naive(patterns, nocase, data)
+    # After reset the stream starts again: offsets from 0, nothing carried from before.
+    stream.reset()
+    assert as_pairs(*stream.scan(data)) == naive(patterns, nocase, data)
+
+
+@pytest.mark.parametrize("engine", ["numba", *PEERS])
+def test_pattern_stream_reset_forgets_the_tail(engine):
+    stream = compile_patterns([b"abcd", b"cd"], engine=engine).stream()
+    assert as_pairs(*stream.scan(b"xab")) == []
+    assert as_pairs(*stream.scan(b"cd")) == [(5, 0), (5, 1)]
+    stream.scan(b"ab")
+    stream.reset()
+    assert as_pairs(*stream.scan(b"cd")) == [(2, 1)]  # "ab" before the reset is forgotten
+
+
+@pytest.mark.parametrize("layout_name", ["dfa", "prefilter"])
+def test_describe_reports_layout_sizes_and_reason(layout_name):
+    patterns, nocase = [b"GET ", b"user-agent:", b"x", b"\x00\x01"], [False, True, False, False]
+    db = compile_patterns(patterns, nocase, layout=layout_name)
+    info = db.describe()
+    assert json.loads(json.dumps(info)) == info  # JSON-ready
+    assert info["engine"] == "numba" and info["layout"] == layout_name
+    assert info["patterns"] == 4 and info["nocase_patterns"] == 1 and info["max_length"] == 11
+    assert info["nbytes"] == db.nbytes > 0
+    assert info["reason"] == f"asked for layout {layout_name!r}"
+
+
+def test_auto_layout_follows_the_full_dfa_size():
+    small = compile_patterns([b"abc", b"def"])
+    assert small.describe()["layout"] == "dfa" and "within" in small.describe()["reason"]
+    # Random 12-byte keys: every key adds 12 states of ~300-byte dense rows, past 32 MiB at ~9,000.
+    rng = np.random.default_rng(5)
+    keys = [bytes(k) for k in rng.integers(0, 256, size=(12_000, 12), dtype=np.uint8)]
+    assert full_dfa_bytes(keys) > MEMORY_BUDGET
+    assert choose_layout(keys)[0] == "prefilter"
+    big = compile_patterns(keys)
+    assert big.describe()["layout"] == "prefilter" and "over the 32 MiB budget" in big.describe()["reason"]
+    assert big.nbytes <= MEMORY_BUDGET
+    data = b"".join(keys[::997]) + bytes(rng.integers(0, 256, 5000, dtype=np.uint8))
+    assert as_pairs(*big.scan(data)) == naive_find(keys, [False] * len(keys), data)
+
+
 @pytest.mark.parametrize("engine", ["numba", *PEERS])
 def test_reset_states_forgets_a_stream(engine):
     db = compile_patterns([b"abcd"], engine=engine)
@@ -431,15 +500,17 @@ def et_open_contents():
 
 @pytest.mark.needs_shared
 @pytest.mark.skipif(not HAVE_PYAHOCORASICK, reason="pyahocorasick is not installed")
-def test_et_open_contents_agree_with_pyahocorasick_on_a_capture():
+@pytest.mark.parametrize("layout", ["dfa", "prefilter"])
+def test_et_open_contents_agree_with_pyahocorasick_on_a_capture(layout):
     patterns, nocase = et_open_contents()
     capture = SHARED / "pcaps" / "zeek" / "http-bro.org-browse.pcap"
     if not capture.exists():
         pytest.skip(f"shared capture not found at {capture}")
     assert len(patterns) > 10_000 and any(nocase) and not all(nocase)
     data = capture.read_bytes()[:200_000]
-    db = compile_patterns(patterns, nocase)
-    assert db.exact.n_dense < db.exact.n_states  # the large set exercises the hybrid table
+    db = compile_patterns(patterns, nocase, layout=layout)
+    if layout == "dfa":
+        assert db.exact.n_dense < db.exact.n_states  # the large set exercises the hybrid table
     ids, ends = db.scan(data)
     peer_ids, peer_ends = compile_patterns(patterns, nocase, engine="pyahocorasick").scan(data)
     assert len(ids) > 1000

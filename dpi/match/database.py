@@ -50,6 +50,41 @@ def group_patterns(patterns: list[bytes], nocase: list[bool]) -> tuple[list[byte
     return exact_keys, folded_keys, ids_of
 
 
+def id_table(ids_of: list[list], n_patterns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids per unique key, ids_ptr, ids) in CSR form: unique key u stands for the original pattern ids
+    ``ids[ids_ptr[u]:ids_ptr[u + 1]]``."""
+    counts = np.fromiter((len(g) for g in ids_of), dtype=np.int64, count=len(ids_of))
+    ids_ptr = np.zeros(len(ids_of) + 1, dtype=np.int64)
+    np.cumsum(counts, out=ids_ptr[1:])
+    ids = np.fromiter((i for g in ids_of for i in g), dtype=np.int64, count=n_patterns)
+    return counts, ids_ptr, ids
+
+
+def check_states(states, dtype, width: int) -> None:
+    """A TypeError unless states is a writable C-contiguous dtype[n, width] array (from new_states)."""
+    if not (
+        isinstance(states, np.ndarray)
+        and states.dtype == dtype
+        and states.ndim == 2
+        and states.shape[1] == width
+        and states.flags.c_contiguous
+        and states.flags.writeable
+    ):
+        raise TypeError(f"states must be a writable {np.dtype(dtype).name} array from new_states()")
+
+
+def plan_checked(buf_a, buf_b, src, offset, length, stream, warm, n_states: int, n_lanes: int):
+    """scan.plan_lanes, with a bad chunk or stream id turned into a ValueError naming the chunk."""
+    status, bad, lane_ptr, lane_chunks = kernels.plan_lanes(
+        buf_a.shape[0], buf_b.shape[0], src, offset, length, stream, warm, n_states, n_lanes
+    )
+    if status == kernels.BAD_CHUNK:
+        raise chunk_bounds_error(bad, buf_a, buf_b, src, offset, length)
+    if status == kernels.BAD_STREAM:
+        raise ValueError(f"chunk {bad}: stream {int(stream[bad])} is not in 0..{n_states - 1} or -1")
+    return lane_ptr, lane_chunks
+
+
 class DfaDatabase(Database):
     """Aho-Corasick with a hybrid dense/sparse table (see automaton.py), scanned by scan.py.
 
@@ -65,10 +100,7 @@ class DfaDatabase(Database):
         super().__init__(patterns, nocase)
         budget = DEFAULT_DENSE_BUDGET if dense_budget is None else int(dense_budget)
         exact_keys, folded_keys, ids_of = group_patterns(patterns, nocase)
-        counts = np.fromiter((len(g) for g in ids_of), dtype=np.int64, count=len(ids_of))
-        self.ids_ptr = np.zeros(len(ids_of) + 1, dtype=np.int64)
-        np.cumsum(counts, out=self.ids_ptr[1:])
-        self.ids = np.fromiter((i for g in ids_of for i in g), dtype=np.int64, count=len(patterns))
+        counts, self.ids_ptr, self.ids = id_table(ids_of, len(patterns))
         self.n_unique = len(ids_of)
 
         tries = [build_trie(exact_keys, 0, fold=False), build_trie(folded_keys, len(exact_keys), fold=True)]
@@ -120,15 +152,7 @@ class DfaDatabase(Database):
         buf_a, buf_b, src, offset, length, stream = check_chunks(
             buf_a, buf_b, chunk_src, chunk_offset, chunk_len, chunk_stream
         )
-        if not (
-            isinstance(states, np.ndarray)
-            and states.dtype == np.int32
-            and states.ndim == 2
-            and states.shape[1] == 2
-            and states.flags.c_contiguous
-            and states.flags.writeable
-        ):
-            raise TypeError("states must be a writable int32 array from new_states()")
+        check_states(states, np.int32, 2)
         warm = np.zeros(src.shape[0], dtype=np.int64)
         pattern, end, counts = self._scan(
             _read_only(buf_a),
@@ -146,15 +170,9 @@ class DfaDatabase(Database):
 
     def _scan(self, buf_a, buf_b, src, offset, length, stream, warm, states, n_lanes):
         """(pattern ids, chunk-relative ends, matches per chunk) of the chunks, in chunk order."""
-        status, bad, lane_ptr, lane_chunks = kernels.plan_lanes(
-            buf_a.shape[0], buf_b.shape[0], src, offset, length, stream, warm, states.shape[0], n_lanes
+        lane_ptr, lane_chunks = plan_checked(
+            buf_a, buf_b, src, offset, length, stream, warm, states.shape[0], n_lanes
         )
-        if status == kernels.BAD_CHUNK:
-            raise chunk_bounds_error(bad, buf_a, buf_b, src, offset, length)
-        if status == kernels.BAD_STREAM:
-            raise ValueError(
-                f"chunk {bad}: stream {int(stream[bad])} is not in 0..{states.shape[0] - 1} or -1"
-            )
         n_chunks = src.shape[0]
         total = int(length.sum()) if n_chunks else 0
         # Regions sized from the match density seen so far (a lane may get more than its share of
@@ -246,10 +264,7 @@ class PrefilterDatabase(Database):
         if self.max_length - 1 > 0xFFFF:
             raise ValueError(f"the prefilter layout keeps at most 65536-byte patterns, not {self.max_length}")
         exact_keys, folded_keys, ids_of = group_patterns(patterns, nocase)
-        counts = np.fromiter((len(g) for g in ids_of), dtype=np.int64, count=len(ids_of))
-        self.ids_ptr = np.zeros(len(ids_of) + 1, dtype=np.int64)
-        np.cumsum(counts, out=self.ids_ptr[1:])
-        self.ids = np.fromiter((i for g in ids_of for i in g), dtype=np.int64, count=len(patterns))
+        counts, self.ids_ptr, self.ids = id_table(ids_of, len(patterns))
         keys = exact_keys + folded_keys
         key_nocase = [False] * len(exact_keys) + [True] * len(folded_keys)
         self.tables = build_prefilter(keys, key_nocase)
@@ -310,31 +325,15 @@ class PrefilterDatabase(Database):
         buf_a, buf_b, src, offset, length, stream = check_chunks(
             buf_a, buf_b, chunk_src, chunk_offset, chunk_len, chunk_stream
         )
-        width = HISTORY_HEADER + self.max_length - 1
-        if not (
-            isinstance(states, np.ndarray)
-            and states.dtype == np.uint8
-            and states.ndim == 2
-            and states.shape[1] == width
-            and states.flags.c_contiguous
-            and states.flags.writeable
-        ):
-            raise TypeError("states must be a writable uint8 array from new_states()")
+        check_states(states, np.uint8, HISTORY_HEADER + self.max_length - 1)
         counts = np.zeros(src.shape[0], dtype=np.int64)
         pattern, end, counts = self._run(buf_a, buf_b, src, offset, length, stream, states, counts)
         chunk = np.repeat(np.arange(src.shape[0], dtype=np.int64), counts)
         return pattern, chunk, end
 
     def _run(self, buf_a, buf_b, src, offset, length, stream, states, counts, count_only=False):
-        status, bad = prefilter_kernels.check_chunks(
-            buf_a.shape[0], buf_b.shape[0], src, offset, length, stream, states.shape[0]
-        )
-        if status == prefilter_kernels.BAD_CHUNK:
-            raise chunk_bounds_error(bad, buf_a, buf_b, src, offset, length)
-        if status == prefilter_kernels.BAD_STREAM:
-            raise ValueError(
-                f"chunk {bad}: stream {int(stream[bad])} is not in 0..{states.shape[0] - 1} or -1"
-            )
+        # The chunks are checked as the DFA's are; the prefilter scans them in one lane, in order.
+        plan_checked(buf_a, buf_b, src, offset, length, stream, np.zeros_like(length), states.shape[0], 1)
         total = int(length.sum()) if src.shape[0] else 0
         size = 1 if count_only else max(_MIN_ROW, 4 * self.max_co, int(total * self._density * 1.25))
         out_pattern = np.empty(size, dtype=np.int64)
@@ -350,9 +349,12 @@ class PrefilterDatabase(Database):
             )  # fmt: skip
             if status == prefilter_kernels.DONE:
                 break
+            # Double: the block that overflowed may need more than the whole first guess, and it
+            # may be the first block (nothing kept), so growing by what was kept could add nothing.
             used = int(resume[2])
-            out_pattern = np.concatenate([out_pattern[:used], np.empty(used + size, np.int64)])
-            out_end = np.concatenate([out_end[:used], np.empty(used + size, np.int64)])
+            grown = 2 * out_pattern.shape[0]
+            out_pattern = np.concatenate([out_pattern[:used], np.empty(grown - used, np.int64)])
+            out_end = np.concatenate([out_end[:used], np.empty(grown - used, np.int64)])
         n_out = int(resume[2])
         if total and not count_only:
             self._density = min(max(n_out / total, 1e-4), 1.0)

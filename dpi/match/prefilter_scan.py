@@ -42,11 +42,7 @@ from .prefilter import (
     PAIR_TWO,
     PRE_MULTIPLIER,
 )
-
-DONE = 0
-OVERFLOW = 1
-BAD_CHUNK = 2
-BAD_STREAM = 3
+from .scan import DONE, OVERFLOW
 
 BLOCK = 4096  # bytes filtered before their candidates are verified
 HISTORY_HEADER = 2  # bytes of a stream state before its history
@@ -56,35 +52,13 @@ _PRE_MULT = np.uint64(PRE_MULTIPLIER)
 
 
 @njit(cache=True)
-def check_chunks(len_a, len_b, chunk_src, chunk_offset, chunk_len, chunk_stream, n_states):
-    """(status, bad chunk): every chunk inside its buffer, every stream id in range or -1."""
-    for c in range(chunk_src.shape[0]):
-        size = len_a if chunk_src[c] == 0 else len_b
-        start = chunk_offset[c]
-        length = chunk_len[c]
-        if start < 0 or length < 0 or start > size or length > size - start:
-            return BAD_CHUNK, c
-        if chunk_stream[c] < -1 or chunk_stream[c] >= n_states:
-            return BAD_STREAM, c
-    return DONE, -1
-
-
-@njit(cache=True, inline="always")
-def _byte_at(buf, start, j, states, stream, history_end):
-    """Byte j of the chunk at buf[start:]; a negative j reads the stream's history."""
-    if j >= 0:
-        return buf[start + j]
-    return states[stream, history_end + j]
-
-
-@njit(cache=True)
 def _window_before(buf, start, pos, history_len, states, stream, history_end, fold):
     """The 64-bit folded window of the 8 bytes before chunk position pos (missing bytes as 0)."""
     w = u64(0)
     for j in range(pos - 8, pos):
         w <<= u64(8)
         if j >= -history_len:
-            w |= u64(fold[_byte_at(buf, start, j, states, stream, history_end)])
+            w |= u64(fold[buf[start + j] if j >= 0 else states[stream, history_end + j]])
     return w
 
 
