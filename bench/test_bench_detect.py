@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from pathlib import Path
 
 import pytest
 
+from bench.conftest import SHARED, write_summary
 from dpi.capture import batches_of
 from dpi.detect.compile import compile_rules
 from dpi.pipeline import Scanner
 from dpi.rules import load_rules, parse_rules
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RULES = SHARED / "rules" / "et-open.rules"
 SMOKE_CAPTURE = "dpkt/http.pcap"
 SMOKE_RULES = 2000
@@ -63,17 +62,12 @@ def captures(smoke) -> list[str]:
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
     yield
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if not _results or reporter is None or capture is None:
-        return
     parts = [f"{engine} {gbps:.3f} Gbps" for engine, gbps in _results.items()]
     for peer in ENGINES[1:]:
         if peer in _results and "numba" in _results:
             parts.append(f"numba/{peer} {_results['numba'] / _results[peer]:.2f}x")
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line("detection throughput, all loadable ET Open rules: " + ", ".join(parts))
+    if parts:
+        write_summary(request, ["detection throughput, all loadable ET Open rules: " + ", ".join(parts)])
 
 
 def _scan(db, captures) -> tuple[int, int]:

@@ -45,7 +45,11 @@ def synthetic_tcp_pcap(
     drop_first: bool = False,
     seed: int = 1,
     server_acks: bool = True,
+    payload: np.ndarray | None = None,
 ) -> SyntheticCapture:
+    """Write the capture to ``path``. Segment bytes say which flow and segment they are, unless
+    ``payload`` (uint8) is given: then each flow's client stream is that corpus read from a
+    seeded starting point, wrapping round, so rules and matchers see realistic text."""
     rng = np.random.default_rng(seed)
     f = np.arange(flows, dtype=np.int64)
     client_ip = (10 << 24) + 1 + (f // 60000)
@@ -159,12 +163,18 @@ def synthetic_tcp_pcap(
     _put(buf, tcp + 14, np.full(n, 65535), 2)
     # payload: each segment's bytes say which flow and segment they are
     data_rows = np.nonzero(kind == 3)[0]
-    if len(data_rows):
-        pattern = (
-            np.arange(segment_len)[None, :] + flow[data_rows, None] * 7 + seg[data_rows, None] * 13
-        ) % 251
+    if len(data_rows) and segment_len:
         pos = (tcp[data_rows] + TCP_HDR)[:, None] + np.arange(segment_len)[None, :]
-        buf[pos] = pattern.astype(np.uint8)
+        if payload is not None and len(payload):
+            corpus = np.asarray(payload, dtype=np.uint8)
+            flow_start = rng.integers(0, len(corpus), flows, dtype=np.int64)
+            at = flow_start[flow[data_rows], None] + seg[data_rows, None] * segment_len
+            buf[pos] = corpus[(at + np.arange(segment_len)[None, :]) % len(corpus)]
+        else:
+            pattern = (
+                np.arange(segment_len)[None, :] + flow[data_rows, None] * 7 + seg[data_rows, None] * 13
+            ) % 251
+            buf[pos] = pattern.astype(np.uint8)
     Path(path).write_bytes(buf.tobytes())
     return SyntheticCapture(Path(path), n, flows, int(plen.sum()), int(buf.size - 24))
 
