@@ -203,6 +203,51 @@ def cmd_rules_check(args) -> int:
     return 1 if ruleset.errors else 0
 
 
+def _bench_sweeps(text: str) -> tuple[str, ...] | None:
+    from dpi.bench.run import SWEEPS
+
+    if text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in SWEEPS]
+    if unknown:
+        print(
+            f"dpi bench: unknown sweep {unknown[0]!r}; choose from {', '.join(SWEEPS)} or none",
+            file=sys.stderr,
+        )
+        return None
+    return names
+
+
+def cmd_bench(args) -> int:
+    from dpi.bench.run import BenchConfig, format_table, run_bench, write_results
+
+    sweeps = _bench_sweeps(args.sweep)
+    if sweeps is None or _missing("bench", args.rules):
+        return 2
+    if args.packets < 100:
+        print(f"dpi bench: --packets {args.packets}: at least 100 packets are needed", file=sys.stderr)
+        return 2
+    config = BenchConfig(
+        rule_paths=list(args.rules),
+        packets=args.packets,
+        payload_len=args.payload,
+        flows=args.flows,
+        seed=args.seed,
+        repeat=args.repeat,
+        sweeps=sweeps,
+    )
+    result = run_bench(config)
+    written = write_results(result, args.out) if args.out else []
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+    for path in written:
+        print(f"dpi bench: wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _add_settings_option(parser: argparse.ArgumentParser) -> None:
     from dpi.settings import settings_help
 
@@ -256,6 +301,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--reader", choices=READERS, default="native")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "bench",
+        help="throughput per stage and end to end (Gbps, Mpps), sweeps, line rates",
+    )
+    p.add_argument("--rules", "-r", nargs="+", default=["rules/dpi-sample.rules"], help="rule files")
+    p.add_argument("--packets", type=int, default=100_000, help="packets in each generated capture")
+    p.add_argument("--payload", type=int, default=512, help="TCP payload bytes per data segment")
+    p.add_argument("--flows", type=int, default=1000, help="concurrent flows")
+    p.add_argument("--seed", type=int, default=1, help="seed of the generated captures")
+    p.add_argument("--repeat", type=int, default=2, help="rounds per measurement (the best counts)")
+    p.add_argument("--sweep", default="rules,size,flows", help="sweeps to run: rules,size,flows or none")
+    p.add_argument("--out", help="folder for bench.json and the PNG plots")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("rules", help="rule set tools")
     rsub = p.add_subparsers(dest="rules_command", required=True)

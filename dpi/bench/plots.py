@@ -1,0 +1,79 @@
+"""PNG plots of a `dpi bench` result: each labelled with units and the machine it was measured on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _machine(result: dict) -> str:
+    m = result["machine"]
+    return f"{m['cpu_model']}, one core"
+
+
+def _line_rate_marks(ax, result: dict, links=(1, 10)) -> None:
+    """Horizontal lines at the captured-byte rate of full 1 and 10 GbE links at this packet mix."""
+    for row in result["line_rates"]:
+        if row["link_gbps"] in links and row["line_gbps"]:
+            ax.axhline(row["line_gbps"], linestyle="--", linewidth=1, color="grey")
+            where = (0.01, row["line_gbps"])
+            text = f"{row['link_gbps']} GbE line rate"
+            ax.annotate(
+                text, where, xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="grey"
+            )
+
+
+def write_plots(result: dict, out: Path) -> list[Path]:
+    plt = _pyplot()
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    names = [*result["stages"], "end_to_end"]
+    values = [(result["stages"].get(n) or result["end_to_end"])["gbps"] or 0 for n in names]
+    ax.barh(names[::-1], values[::-1], color=["tab:red"] + ["tab:blue"] * (len(names) - 1))
+    ax.set_xlabel("throughput of captured bytes (Gbps), each stage alone")
+    ax.set_title(f"Where the time goes\n{_machine(result)}", fontsize=10)
+    for row in result["line_rates"]:
+        if row["link_gbps"] in (1, 10) and row["line_gbps"]:
+            ax.axvline(row["line_gbps"], linestyle="--", linewidth=1, color="grey")
+    written.append(out / "stages.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    axes = {
+        "rules": ("rules", "rules loaded", True),
+        "size": ("payload_len", "TCP payload per data segment (bytes)", False),
+        "flows": ("flows", "concurrent flows", True),
+    }
+    for sweep, points in result["sweeps"].items():
+        if not points:
+            continue
+        key, label, log = axes[sweep]
+        fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+        xs = [p[key] for p in points]
+        ax.plot(xs, [p["gbps"] for p in points], marker="o", label="Gbps (captured bytes)")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("end-to-end throughput (Gbps)")
+        ax.set_ylim(bottom=0)
+        if sweep == "size":
+            mpps = ax.twinx()
+            mpps.plot(xs, [p["mpps"] for p in points], marker="s", color="tab:orange", label="Mpps")
+            mpps.set_ylabel("packets (Mpps)")
+            mpps.set_ylim(bottom=0)
+        else:
+            _line_rate_marks(ax, result)
+        ax.set_title(f"End-to-end throughput by {label}\n{_machine(result)}", fontsize=10)
+        written.append(out / f"sweep_{sweep}.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
