@@ -17,3 +17,10 @@ def write_summary(request, lines: list[str]) -> None:
         reporter.write_line("")
         for line in lines:
             reporter.write_line(line)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Every saved result names the machine: CPU model, cores, memory and package versions."""
+    from dpi.bench.machine import machine_info as dpi_machine_info
+
+    machine_info["dpi"] = dpi_machine_info()
