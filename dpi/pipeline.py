@@ -296,7 +296,9 @@ def flows_only(
     return result
 
 
-def stats_event(result: ScanResult) -> dict:
+def stats_event(result: ScanResult, capture: dict | None = None) -> dict:
+    """The closing EVE stats event; ``capture`` adds fields to ``stats.capture`` (a live
+    capture's interface and kernel counters)."""
     decode = {name: count for name, count in result.decode.items() if count}
     ts = result.last_ts if result.last_ts is not None else time.time_ns()
     return {
@@ -307,6 +309,7 @@ def stats_event(result: ScanResult) -> dict:
                 "packets": result.packets,
                 "bytes": result.bytes,
                 "errors": [str(e) for e in result.capture_errors],
+                **(capture or {}),
             },
             "decoder": {"pkts": result.packets, "bytes": result.bytes, "status": decode},
             "flow": {**result.flow, "not_tracked": result.not_tracked},
