@@ -222,6 +222,8 @@ def _bench_sweeps(text: str) -> tuple[str, ...] | None:
 def cmd_bench(args) -> int:
     from dpi.bench.run import BenchConfig, format_table, run_bench, write_results
 
+    if getattr(args, "bench_command", None) == "nic":
+        return cmd_bench_nic(args)
     sweeps = _bench_sweeps(args.sweep)
     if sweeps is None or _missing("bench", args.rules):
         return 2
@@ -245,6 +247,58 @@ def cmd_bench(args) -> int:
         print(format_table(result))
     for path in written:
         print(f"dpi bench: wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_live(args) -> int:
+    """Capture from an interface's memory-mapped ring through the scan pipeline."""
+    from dpi.capture.bpf import LibpcapMissingError
+    from dpi.capture.live import LiveCaptureError
+    from dpi.capture.netns import NetnsError
+    from dpi.live import run_live
+
+    settings = _settings("live", args)
+    if settings is None or _missing("live", list(args.rules)):
+        return 2
+    variables = {**settings.variables, **_parse_vars(args.var)}
+
+    def ready() -> None:
+        print(f"dpi live: capturing on {args.iface}", file=sys.stderr, flush=True)
+
+    with _eve_output(args.eve) as (out, report):
+        try:
+            result = run_live(
+                args.iface, list(args.rules), out, bpf=args.bpf, user=args.user, max_packets=args.count,
+                duration=args.duration, idle_timeout=args.idle_timeout, engine=args.engine,
+                settings=settings, variables=variables, on_ready=ready,
+            )  # fmt: skip
+        except (OSError, ValueError, LiveCaptureError, LibpcapMissingError, NetnsError) as exc:
+            print(f"dpi live: {exc}", file=sys.stderr)
+            return 1
+    print(f"{result.packets} packets, {result.flows} flows, {result.alerts} alerts", file=report)
+    return 0
+
+
+def cmd_bench_nic(args) -> int:
+    from dpi.bench.nic import NicBenchError, NicConfig, format_nic_table, parse_rates, run_nic_bench
+
+    try:
+        rates = parse_rates(args.rates)
+    except ValueError as exc:
+        print(f"dpi bench nic: --rates: {exc}", file=sys.stderr)
+        return 2
+    if _missing("bench nic", [args.replay, *args.rules]):
+        return 2
+    config = NicConfig(
+        replay=args.replay, rates=rates, iface=args.iface, capture_iface=args.capture_iface,
+        rule_paths=list(args.rules), loops=args.loops, idle=args.idle,
+    )  # fmt: skip
+    try:
+        result = run_nic_bench(config)
+    except NicBenchError as exc:
+        print(f"dpi bench nic: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else format_nic_table(result))
     return 0
 
 
@@ -316,6 +370,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for bench.json and the PNG plots")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_bench)
+    bsub = p.add_subparsers(dest="bench_command")
+    n = bsub.add_parser("nic", help="replay a capture with tcpreplay at set rates, capture it with dpi live")
+    n.add_argument("--replay", required=True, help="capture to send (pcap)")
+    n.add_argument(
+        "--rates", default="10,100,top", help="Mbps to send at, comma-separated; 'top': tcpreplay's top speed"
+    )
+    n.add_argument(
+        "--iface", help="interface to send on and capture from (default: a veth pair in a namespace)"
+    )
+    n.add_argument(
+        "--capture-iface", help="capture on this interface instead (a cabled loop between two ports)"
+    )
+    n.add_argument("--rules", "-r", nargs="+", default=[], help="rule files for dpi live")
+    n.add_argument("--loops", type=int, default=10, help="times tcpreplay sends the capture at each rate")
+    n.add_argument("--idle", type=float, default=2.0, help="seconds without a packet before dpi live stops")
+    n.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    p = sub.add_parser(
+        "live", help="capture from an interface (AF_PACKET TPACKET_V3 ring) through the pipeline"
+    )
+    p.add_argument("--iface", "-i", required=True, help="interface to capture on")
+    p.add_argument("--rules", "-r", nargs="+", default=[], help="Suricata-syntax rule files")
+    p.add_argument("--eve", default="eve.json", help="EVE JSON output path ('-' for stdout)")
+    p.add_argument("--bpf", help="capture filter, in tcpdump's syntax (compiled by libpcap)")
+    p.add_argument("--user", help="after the socket opens, drop root privileges to this user")
+    p.add_argument("--count", type=int, help="stop after this many packets")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without a packet")
+    p.add_argument("--engine", default="numba", help="matcher engine: numba, pyahocorasick, hyperscan")
+    p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
+    _add_settings_option(p)
+    p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("rules", help="rule set tools")
     rsub = p.add_subparsers(dest="rules_command", required=True)
