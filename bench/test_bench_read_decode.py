@@ -145,14 +145,18 @@ def _warm(fn) -> float | None:
     return time.perf_counter() - start
 
 
+def _measure(benchmark, captures, group: str, functions: dict, reader: str) -> None:
+    path, n, captured = captures[reader]
+    warmup = _warm(functions[reader]) if reader == "native" else None
+    benchmark.group = group
+    rounds = 5 if reader == "native" else 1  # the peers are slow: one round each
+    assert benchmark.pedantic(functions[reader], args=(path,), rounds=rounds, iterations=1) == n
+    _report(benchmark, group, reader, n, captured, warmup)
+
+
 @pytest.mark.parametrize("reader", list(READ))
 def test_read(benchmark, captures, reader):
-    path, n, captured = captures[reader]
-    warmup = _warm(READ[reader]) if reader == "native" else None
-    benchmark.group = "read"
-    rounds = 5 if reader == "native" else 1
-    assert benchmark.pedantic(READ[reader], args=(path,), rounds=rounds, iterations=1) == n
-    _report(benchmark, "read", reader, n, captured, warmup)
+    _measure(benchmark, captures, "read", READ, reader)
 
 
 @pytest.mark.parametrize("reader", list(READ_DECODE))
@@ -161,12 +165,7 @@ def test_read_decode(benchmark, captures, reader):
         importlib.util.find_spec("pyshark") is None or shutil.which("tshark") is None
     ):
         pytest.skip("pyshark needs tshark, which is not installed")
-    path, n, captured = captures[reader]
-    warmup = _warm(READ_DECODE[reader]) if reader == "native" else None
-    benchmark.group = "read+decode"
-    rounds = 5 if reader == "native" else 1
-    assert benchmark.pedantic(READ_DECODE[reader], args=(path,), rounds=rounds, iterations=1) == n
-    _report(benchmark, "read+decode", reader, n, captured, warmup)
+    _measure(benchmark, captures, "read+decode", READ_DECODE, reader)
 
 
 def test_flow_tracking(benchmark, captures):
