@@ -35,17 +35,20 @@ def write_plots(result: dict, out: Path) -> list[Path]:
     plt = _pyplot()
     written = []
 
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 4))
     names = [*result["stages"], "end_to_end"]
     values = [(result["stages"].get(n) or result["end_to_end"])["gbps"] or 0 for n in names]
     ax.barh(names[::-1], values[::-1], color=["tab:red"] + ["tab:blue"] * (len(names) - 1))
-    ax.set_xlabel("throughput of captured bytes (Gbps), each stage alone")
-    ax.set_title(f"Where the time goes\n{_machine(result)}", fontsize=10)
+    ax.set_xscale("log")  # stages differ by orders of magnitude
+    ax.set_xlabel("throughput of captured bytes (Gbps, log scale), each stage alone")
+    ax.set_title(f"Where the time goes\n{_machine(result)}", fontsize=10, pad=16)
     for row in result["line_rates"]:
-        if row["link_gbps"] in (1, 10) and row["line_gbps"]:
+        if row["link_gbps"] in (1, 10, 100) and row["line_gbps"]:
             ax.axvline(row["line_gbps"], linestyle="--", linewidth=1, color="grey")
+            where, text = (row["line_gbps"], 1.0), f"{row['link_gbps']} GbE"
+            ax.annotate(text, where, xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
     written.append(out / "stages.png")
-    fig.savefig(written[-1], dpi=110)
+    fig.savefig(written[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     axes = {
@@ -57,7 +60,7 @@ def write_plots(result: dict, out: Path) -> list[Path]:
         if not points:
             continue
         key, label, log = axes[sweep]
-        fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+        fig, ax = plt.subplots(figsize=(7, 4))
         xs = [p[key] for p in points]
         ax.plot(xs, [p["gbps"] for p in points], marker="o", label="Gbps (captured bytes)")
         if log:
@@ -70,10 +73,12 @@ def write_plots(result: dict, out: Path) -> list[Path]:
             mpps.plot(xs, [p["mpps"] for p in points], marker="s", color="tab:orange", label="Mpps")
             mpps.set_ylabel("packets (Mpps)")
             mpps.set_ylim(bottom=0)
+            handles = ax.get_legend_handles_labels()[0] + mpps.get_legend_handles_labels()[0]
+            ax.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=8)
         else:
             _line_rate_marks(ax, result)
         ax.set_title(f"End-to-end throughput by {label}\n{_machine(result)}", fontsize=10)
         written.append(out / f"sweep_{sweep}.png")
-        fig.savefig(written[-1], dpi=110)
+        fig.savefig(written[-1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return written
