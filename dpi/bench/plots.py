@@ -19,16 +19,20 @@ def _machine(result: dict) -> str:
     return f"{m['cpu_model']}, one core"
 
 
-def _line_rate_marks(ax, result: dict, links=(1, 10)) -> None:
-    """Horizontal lines at the captured-byte rate of full 1 and 10 GbE links at this packet mix."""
-    for row in result["line_rates"]:
-        if row["link_gbps"] in links and row["line_gbps"]:
-            ax.axhline(row["line_gbps"], linestyle="--", linewidth=1, color="grey")
-            where = (0.01, row["line_gbps"])
-            text = f"{row['link_gbps']} GbE line rate"
-            ax.annotate(
-                text, where, xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="grey"
-            )
+def _line_rate_marks(ax, result: dict, values: list[float], links=(1, 10)) -> None:
+    """Horizontal lines at the captured-byte rate of full 1 and 10 GbE links at this packet mix, on a
+    log scale, so that a figure far below line rate and the line rate both show."""
+    marks = [r for r in result["line_rates"] if r["link_gbps"] in links and r["line_gbps"]]
+    positive = [v for v in values if v and v > 0]
+    if not marks or not positive:
+        return
+    ax.set_yscale("log")
+    ax.set_ylim(min(positive) / 2, max(r["line_gbps"] for r in marks) * 2)
+    for row in marks:
+        ax.axhline(row["line_gbps"], linestyle="--", linewidth=1, color="grey")
+        where = (0.01, row["line_gbps"])
+        text = f"{row['link_gbps']} GbE line rate"
+        ax.annotate(text, where, xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="grey")
 
 
 def write_plots(result: dict, out: Path) -> list[Path]:
@@ -67,8 +71,8 @@ def write_plots(result: dict, out: Path) -> list[Path]:
             ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("end-to-end throughput (Gbps)")
-        ax.set_ylim(bottom=0)
         if sweep == "size":
+            ax.set_ylim(bottom=0)
             mpps = ax.twinx()
             mpps.plot(xs, [p["mpps"] for p in points], marker="s", color="tab:orange", label="Mpps")
             mpps.set_ylabel("packets (Mpps)")
@@ -76,7 +80,8 @@ def write_plots(result: dict, out: Path) -> list[Path]:
             handles = ax.get_legend_handles_labels()[0] + mpps.get_legend_handles_labels()[0]
             ax.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=8)
         else:
-            _line_rate_marks(ax, result)
+            _line_rate_marks(ax, result, [p["gbps"] for p in points])
+            ax.set_ylabel("end-to-end throughput (Gbps, log scale)")
         ax.set_title(f"End-to-end throughput by {label}\n{_machine(result)}", fontsize=10)
         written.append(out / f"sweep_{sweep}.png")
         fig.savefig(written[-1], dpi=110, bbox_inches="tight")
