@@ -57,7 +57,25 @@ class AlertBatch:
         return AlertBatch(*(np.concatenate([getattr(p, name) for p in parts]) for name in _ALERT_COLUMNS))
 
 
+def pass_bounds(lengths: np.ndarray, budget: int) -> np.ndarray:
+    """Chunk indexes [0, ..., n] cutting the chunks into runs of at most ``budget`` bytes each (a
+    chunk longer than the budget is a run of its own)."""
+    n = lengths.shape[0]
+    if n == 0 or int(lengths.sum()) <= budget:
+        return np.array([0, n], dtype=np.int64)
+    cuts = [0]
+    ends = np.cumsum(lengths)
+    while cuts[-1] < n:
+        start_bytes = ends[cuts[-1] - 1] if cuts[-1] else 0
+        nxt = int(np.searchsorted(ends, start_bytes + budget, side="right"))
+        cuts.append(max(nxt, cuts[-1] + 1))
+    return np.array(cuts, dtype=np.int64)
+
+
 class Detector:
+    #: chunk bytes matched and verified in one pass (bounds the match records held at once)
+    chunk_bytes_per_pass = 8 << 20
+
     def __init__(self, db: DetectionDatabase):
         self.db = db
         self.states = db.matcher.new_states(1024) if db.matcher is not None else None
@@ -112,7 +130,22 @@ class Detector:
         self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at, decoded=None
     ):
         """Alerts from the content rules for this batch's chunks (``decoded``: the batch's
-        packet columns, for the verify stage; None for data flushed at the end of flows)."""
+        packet columns, for the verify stage; None for data flushed at the end of flows).
+
+        The chunks go through in passes of at most ``chunk_bytes_per_pass`` bytes (a chunk is
+        never split): match records cost tens of bytes each, and text dense in short patterns
+        gives more than one a byte, so a whole batch at once could need gigabytes. Streams
+        carry their matcher state and match history from pass to pass as from batch to batch."""
+        bounds = pass_bounds(chunks.length, self.chunk_bytes_per_pass)
+        if len(bounds) <= 2:
+            return self._detect_pass(buf, chunks, n_slots, flows, established_at, decoded)
+        parts = [
+            self._detect_pass(buf, chunks.rows(a, b), n_slots, flows, established_at, decoded)
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        ]
+        return AlertBatch.concat(parts)
+
+    def _detect_pass(self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at, decoded):
         db = self.db
         m_chunk, pattern, pos = self.scan(buf, chunks, n_slots)
         n_ch = len(chunks)

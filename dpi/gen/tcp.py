@@ -164,17 +164,21 @@ def synthetic_tcp_pcap(
     # payload: each segment's bytes say which flow and segment they are
     data_rows = np.nonzero(kind == 3)[0]
     if len(data_rows) and segment_len:
-        pos = (tcp[data_rows] + TCP_HDR)[:, None] + np.arange(segment_len)[None, :]
+        corpus = None
         if payload is not None and len(payload):
             corpus = np.asarray(payload, dtype=np.uint8)
             flow_start = rng.integers(0, len(corpus), flows, dtype=np.int64)
-            at = flow_start[flow[data_rows], None] + seg[data_rows, None] * segment_len
-            buf[pos] = corpus[(at + np.arange(segment_len)[None, :]) % len(corpus)]
-        else:
-            pattern = (
-                np.arange(segment_len)[None, :] + flow[data_rows, None] * 7 + seg[data_rows, None] * 13
-            ) % 251
-            buf[pos] = pattern.astype(np.uint8)
+        step = np.arange(segment_len)[None, :]
+        # a block of rows at a time: the index arrays are rows x segment_len int64s
+        block = max(1, (1 << 22) // segment_len)
+        for first in range(0, len(data_rows), block):  # a loop over blocks of packets, not packets
+            rows = data_rows[first : first + block]
+            pos = (tcp[rows] + TCP_HDR)[:, None] + step
+            if corpus is not None:
+                at = flow_start[flow[rows], None] + seg[rows, None] * segment_len
+                buf[pos] = corpus[(at + step) % len(corpus)]
+            else:
+                buf[pos] = ((step + flow[rows, None] * 7 + seg[rows, None] * 13) % 251).astype(np.uint8)
     Path(path).write_bytes(buf.tobytes())
     return SyntheticCapture(Path(path), n, flows, int(plen.sum()), int(buf.size - 24))
 

@@ -50,6 +50,14 @@ class ChunkTable:
                 cols[f.name] = np.zeros(n, dtype=dtypes.get(f.name, np.int64))
         return ChunkTable(**cols)
 
+    def rows(self, start: int, stop: int) -> ChunkTable:
+        """Chunks start..stop-1, as views; the side buffer is shared (offsets stay valid)."""
+        cols = {f.name: getattr(self, f.name) for f in fields(ChunkTable)}
+        for name, col in cols.items():
+            if name != "side" and col is not None:
+                cols[name] = col[start:stop]
+        return ChunkTable(**cols)
+
     def head(self, n: int, side_used: int) -> ChunkTable:
         cols = {f.name: getattr(self, f.name)[:n] for f in fields(ChunkTable) if f.name != "side"}
         cols["packet_base"] = cols["packet_base"].copy()
