@@ -75,7 +75,10 @@ def test_dpi_bench_json_sweeps_and_plots(tmp_path):
     assert code == 0
     result = json.loads(out.getvalue())
     for name in STAGES[:-1]:
-        assert {"gbps", "mpps", "seconds"} <= set(result["stages"][name])
+        assert {"gbps", "mpps", "seconds", "cores_needed"} <= set(result["stages"][name])
+    cores = result["end_to_end"]["cores_needed"]
+    assert list(cores) == ["1", "10", "25", "40", "100"] and cores["100"] >= cores["10"] >= cores["1"] >= 1
+    assert cores["10"] == {r["link_gbps"]: r for r in result["line_rates"]}[10]["cores_needed"]
     assert result["end_to_end"]["gbps"] > 0 and result["end_to_end"]["mpps"] > 0
     assert result["jit_warmup_s"] >= 0 and result["peak_rss_bytes"] > 0
     assert result["machine"]["cpu_model"] and result["machine"]["cores"] >= 1
@@ -96,7 +99,7 @@ def test_dpi_bench_table_and_bad_arguments(tmp_path, capsys):
     rules.write_text(RULES)
     assert main(["bench", "--packets", "300", "--repeat", "1", "--sweep", "none", "--rules", str(rules)]) == 0
     table = capsys.readouterr().out
-    assert "end_to_end" in table and "10 GbE" in table and "cores" in table
+    assert "end_to_end" in table and "10 GbE" in table and "cores each stage alone" in table
     assert main(["bench", "--sweep", "colour", "--rules", str(rules)]) == 2
     assert "unknown sweep 'colour'" in capsys.readouterr().err
     assert main(["bench", "--rules", str(tmp_path / "missing.rules")]) == 2

@@ -138,6 +138,10 @@ def run_bench(config: BenchConfig) -> dict:
             "line_rates": line_rates(wirelen, e2e["gbps"] or 0.0),
             "sweeps": {},
         }
+        # every stage beside every line rate: the cores that stage alone would need
+        for row in [*result["stages"].values(), e2e]:
+            links = line_rates(wirelen, row["gbps"] or 0.0)
+            row["cores_needed"] = {str(r["link_gbps"]): r["cores_needed"] for r in links}
 
         sweeps = result["sweeps"]
         if "rules" in config.sweeps:
@@ -198,14 +202,18 @@ def format_table(result: dict) -> str:
         f"rules: {result['rules']['loaded']} loaded ({result['rules']['patterns']} patterns); "
         f"JIT warm-up {result['jit_warmup_s']:.1f} s (not in the figures)",
         "",
-        f"{'stage':<12}{'Gbps':>10}{'Mpps':>10}{'seconds':>10}",
+        "cores each stage alone would need to keep up with a full link (at this packet mix):",
+        f"{'stage':<12}{'Gbps':>10}{'Mpps':>10}{'seconds':>10}"
+        + "".join(f"{f'{link} GbE':>9}" for link in LINK_GBPS),
     ]
     for name in STAGES:
         row = result["end_to_end"] if name == "end_to_end" else result["stages"][name]
         gbps = "-" if row["gbps"] is None else f"{row['gbps']:.3f}"
         mpps = "-" if row["mpps"] is None else f"{row['mpps']:.3f}"
         secs = "-" if row["seconds"] is None else f"{row['seconds']:.3f}"
-        lines.append(f"{name:<12}{gbps:>10}{mpps:>10}{secs:>10}")
+        cores = row.get("cores_needed") or {}
+        need = "".join(f"{'-' if cores.get(str(k)) is None else cores[str(k)]:>9}" for k in LINK_GBPS)
+        lines.append(f"{name:<12}{gbps:>10}{mpps:>10}{secs:>10}{need}")
     lines += [
         "",
         "end to end beside line rate (at this packet mix; preamble, FCS and inter-frame gap counted):",
