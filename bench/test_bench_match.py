@@ -34,6 +34,7 @@ import pytest
 from bench.conftest import SHARED, write_summary
 from dpi.match import choose_layout, compile_patterns
 from dpi.match.corpus import capture_payloads, http_like_corpus, load_fast_patterns
+from dpi.match.engines import hyperscan_expressions
 
 RULES = SHARED / "rules" / "et-open.rules"
 SMOKE_BYTES = 64 * 1024
@@ -187,8 +188,7 @@ def _hyperscan_database(patterns, nocase, single: bool):
     single_flag = hyperscan.HS_FLAG_SINGLEMATCH if single else 0
     flags = [(hyperscan.HS_FLAG_CASELESS if f else 0) | single_flag for f in nocase]
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    # \xHH escapes: python-hyperscan passes expressions as C strings, which would end at a NUL byte.
-    expressions = ["".join(f"\\x{b:02x}" for b in p).encode() for p in patterns]
+    expressions = hyperscan_expressions(patterns)
     db.compile(expressions=expressions, ids=list(range(len(patterns))), elements=len(patterns), flags=flags)
     return db
 

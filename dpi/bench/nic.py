@@ -181,7 +181,8 @@ def run_rate(config: NicConfig, rate, ns, send_iface, capture_iface, work: Path)
         proc.wait(timeout=30)
     if proc.returncode not in (0, None):
         raise NicBenchError(f"dpi live exited with {proc.returncode}:\n{''.join(lines)[-2000:]}")
-    capture = _last_stats(eve)["capture"]
+    stats = _last_stats(eve)
+    capture = stats["capture"]
     received = int(capture["packets"])
     offered = replay["sent_pkts"]
     return {
@@ -196,7 +197,7 @@ def run_rate(config: NicConfig, rate, ns, send_iface, capture_iface, work: Path)
         "sent_mbps": replay["mbps"],
         "sent_seconds": replay["seconds"],
         "send_failed_pkts": replay["failed_pkts"],
-        "alerts": int(_last_stats(eve)["detect"]["alert"]),
+        "alerts": int(stats["detect"]["alert"]),
     }
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from dpi.capture import batches_of, open_capture
 from dpi.flow.tracking import tracker_for
+from dpi.match.corpus import transport_payloads
 from dpi.output.eve import EveWriter
 from dpi.pipeline import Scanner
 from dpi.settings import Settings
@@ -56,8 +57,7 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 def _payload_chunks(decoded):
     """Chunk columns of a batch's TCP and UDP payloads (unfragmented), one chunk per packet."""
-    keep = (decoded.payload_len > 0) & ((decoded.proto == 6) | (decoded.proto == 17))
-    keep &= decoded.is_fragment == 0
+    keep = transport_payloads(decoded)
     offset = decoded.payload_offset[keep].astype(np.int64)
     length = decoded.payload_len[keep].astype(np.int64)
     return np.zeros(offset.shape[0], np.int8), offset, length, np.full(offset.shape[0], -1, np.int64)

@@ -166,6 +166,13 @@ def unique_contents(patterns: list[bytes], nocase: list[bool], limit: int | None
     return out_patterns, out_nocase
 
 
+def transport_payloads(decoded) -> np.ndarray:
+    """Mask of the decoded packets that carry a TCP or UDP payload of their own (fragments left
+    out: their bytes belong to the datagram)."""
+    keep = (decoded.payload_len > 0) & ((decoded.proto == 6) | (decoded.proto == 17))
+    return keep & (decoded.is_fragment == 0)
+
+
 def capture_payloads(paths) -> tuple[np.ndarray, np.ndarray]:
     """The TCP and UDP payloads of captures (fragments left out), concatenated in capture order:
     (bytes, lengths); payload i starts at ``lengths[:i].sum()``. A damaged record ends its capture."""
@@ -176,8 +183,7 @@ def capture_payloads(paths) -> tuple[np.ndarray, np.ndarray]:
     lengths: list[np.ndarray] = []
     for batch in batches_of([str(p) for p in paths]):
         decoded = decode_batch(batch)
-        keep = (decoded.payload_len > 0) & ((decoded.proto == 6) | (decoded.proto == 17))
-        keep &= decoded.is_fragment == 0
+        keep = transport_payloads(decoded)
         starts = decoded.payload_offset[keep]
         sizes = decoded.payload_len[keep]
         if starts.shape[0]:

@@ -135,6 +135,13 @@ class AhoCorasickDatabase(Database):
         return _concat_chunk_matches(parts)
 
 
+def hyperscan_expressions(patterns: list[bytes]) -> list[bytes]:
+    """Each pattern as a Hyperscan expression matching its bytes literally. Every byte is an \\xHH
+    escape through the regex compiler: python-hyperscan hands literal-mode expressions to Hyperscan
+    as C strings, so a pattern would end at its first NUL byte."""
+    return ["".join(f"\\x{b:02x}" for b in p).encode() for p in patterns]
+
+
 class HyperscanDatabase(Database):
     """Hyperscan: block mode for scan(), a stream-mode database for scan_chunks().
 
@@ -159,11 +166,8 @@ class HyperscanDatabase(Database):
     def _compile(self, mode):
         db = self._hs.Database(mode=mode)
         if self.patterns:
-            # Every byte as an \xHH escape through the regex compiler: python-hyperscan hands literal-mode
-            # expressions to Hyperscan as C strings, so a pattern would end at its first NUL byte.
-            expressions = ["".join(f"\\x{b:02x}" for b in p).encode() for p in self.patterns]
             db.compile(
-                expressions=expressions,
+                expressions=hyperscan_expressions(self.patterns),
                 ids=list(range(len(self.patterns))),
                 elements=len(self.patterns),
                 flags=self._flags,
