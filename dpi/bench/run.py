@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dpi.bench.linerate import LINK_GBPS, line_rates
 from dpi.bench.machine import machine_info, peak_rss_bytes
-from dpi.bench.stages import STAGES, end_to_end, measure_stages
+from dpi.bench.stages import STAGES, best_end_to_end, measure_stages
 from dpi.detect.compile import compile_rules
 from dpi.gen.tcp import synthetic_tcp_pcap
 from dpi.match.corpus import http_like_corpus
@@ -82,12 +82,7 @@ def _compiled(rules: list, engine: str = "numba"):
 
 def _point(path: str, db, repeat: int) -> dict:
     """End-to-end figures of one sweep point: best of ``repeat`` full scans."""
-    best = None
-    for _ in range(max(1, repeat)):
-        seconds, _, result = end_to_end(path, db)
-        if best is None or seconds < best[0]:
-            best = (seconds, result)
-    seconds, result = best
+    seconds, _, result = best_end_to_end(path, db, repeat=repeat)
     return {
         "seconds": round(seconds, 6),
         "gbps": round(result.bytes * 8 / seconds / 1e9, 4),
