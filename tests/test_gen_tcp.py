@@ -33,6 +33,8 @@ def test_default_payload_names_flow_and_segment(tmp_path):
     cap = synthetic_tcp_pcap(tmp_path / "s.pcap", flows=5, segments=3, segment_len=40, ooo=0.5, seed=2)
     streams = client_streams(cap.path)
     assert cap.packets == 5 * (3 + 2 * 3 + 1) and cap.payload_bytes == 5 * 3 * 40
+    with open(cap.path, "rb") as f:
+        assert cap.bytes == sum(len(frame) for _, frame in dpkt.pcap.Reader(f))  # frames only
     for flow in range(5):
         assert streams[1024 + flow] == expected_client_stream(flow, 3, 40)
 

@@ -64,7 +64,7 @@ def write_input(path: Path, packets: int, payload_len: int, flows: int, seed: in
         "flows": flows,
         "segments_per_flow": segments,
         "payload_len": payload_len,
-        "captured_bytes": cap.bytes - 16 * cap.packets,  # pcap record headers are not captured bytes
+        "captured_bytes": cap.bytes,
         "seed": seed,
     }
 

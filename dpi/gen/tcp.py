@@ -26,7 +26,7 @@ class SyntheticCapture:
     packets: int
     flows: int
     payload_bytes: int  # data bytes present in the capture (client -> server)
-    bytes: int  # captured bytes of all records
+    bytes: int  # captured bytes of all frames (pcap file and record headers not counted)
 
 
 def _put(buf, pos, value, width):
@@ -180,7 +180,7 @@ def synthetic_tcp_pcap(
             else:
                 buf[pos] = ((step + flow[rows, None] * 7 + seg[rows, None] * 13) % 251).astype(np.uint8)
     Path(path).write_bytes(buf.tobytes())
-    return SyntheticCapture(Path(path), n, flows, int(plen.sum()), int(buf.size - 24))
+    return SyntheticCapture(Path(path), n, flows, int(plen.sum()), int((rec_len - 16).sum()))
 
 
 def expected_client_stream(flow: int, segments: int, segment_len: int, drop_first: bool = False) -> bytes:
