@@ -28,6 +28,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpi.capture.netns import namespace_argv
+
 TOP = "top"
 _ACTUAL = re.compile(r"Actual: (\d+) packets \((\d+) bytes\) sent in ([\d.]+) seconds")
 _RATED = re.compile(r"Rated: [\d.]+ Bps, ([\d.]+) Mbps")
@@ -109,10 +111,6 @@ def _veth_namespace(stack: ExitStack):
     return pair.name, pair.send_iface, pair.capture_iface
 
 
-def _in_namespace(ns: str | None, argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", ns, *argv] if ns else argv
-
-
 def _start_live(ns, iface, rule_paths, eve: Path, idle: float, ready_timeout: float):
     argv = [
         sys.executable,
@@ -129,7 +127,7 @@ def _start_live(ns, iface, rule_paths, eve: Path, idle: float, ready_timeout: fl
     if rule_paths:
         argv += ["--rules", *rule_paths]
     proc = subprocess.Popen(
-        _in_namespace(ns, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        namespace_argv(ns, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     ready = threading.Event()
     lines: list[str] = []
@@ -160,14 +158,13 @@ def _last_stats(eve: Path) -> dict:
     return stats
 
 
-def run_rate(config: NicConfig, rate, ns, send_iface, capture_iface, work: Path) -> dict:
-    """One replay at ``rate`` (Mbps or TOP) and what `dpi live` saw of it."""
-    tcpreplay = _need("tcpreplay", "the harness sends with tcpreplay (apt-get install tcpreplay)")
+def run_rate(config: NicConfig, rate, ns, send_iface, capture_iface, work: Path, tcpreplay: str) -> dict:
+    """One replay at ``rate`` (Mbps or TOP) with the tcpreplay at that path, and what `dpi live` saw."""
     eve = work / f"live-{rate}.json"
     proc, lines = _start_live(ns, capture_iface, config.rule_paths, eve, config.idle, config.ready_timeout)
     speed = ["--topspeed"] if rate == TOP else [f"--mbps={rate}"]
     argv = [tcpreplay, f"--intf1={send_iface}", *speed, f"--loop={config.loops}", config.replay]
-    sent = subprocess.run(_in_namespace(ns, argv), capture_output=True, text=True)
+    sent = subprocess.run(namespace_argv(ns, argv), capture_output=True, text=True)
     if sent.returncode != 0:
         proc.terminate()
         raise NicBenchError(
@@ -204,14 +201,14 @@ def run_rate(config: NicConfig, rate, ns, send_iface, capture_iface, work: Path)
 def run_nic_bench(config: NicConfig) -> dict:
     if not Path(config.replay).is_file():
         raise NicBenchError(f"{config.replay}: no such capture to replay")
-    _need("tcpreplay", "the harness sends with tcpreplay (apt-get install tcpreplay)")
+    tcpreplay = _need("tcpreplay", "the harness sends with tcpreplay (apt-get install tcpreplay)")
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dpi-nic-")))
         if config.iface:
             ns, send, capture = None, config.iface, config.capture_iface or config.iface
         else:
             ns, send, capture = _veth_namespace(stack)
-        rows = [run_rate(config, rate, ns, send, capture, work) for rate in config.rates]
+        rows = [run_rate(config, rate, ns, send, capture, work, tcpreplay) for rate in config.rates]
     lossless = [r for r in rows if r["dropped_pkts"] == 0 and r["offered_pkts"] > 0]
     best = max((r["sent_mbps"] or r["rate_mbps"] or 0.0 for r in lossless), default=None)
     return {

@@ -48,9 +48,14 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def namespace_argv(name: str | None, argv: list[str]) -> list[str]:
+    """argv run inside namespace ``name`` (``ip netns exec``); argv itself when name is None."""
+    return ["ip", "netns", "exec", name, *argv] if name else list(argv)
+
+
 def run_in_namespace(name: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     """``ip netns exec NAME argv...`` (subprocess.run's keywords pass through)."""
-    return subprocess.run(["ip", "netns", "exec", name, *argv], **kwargs)
+    return subprocess.run(namespace_argv(name, argv), **kwargs)
 
 
 @contextmanager
