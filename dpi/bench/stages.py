@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from dpi.capture import batches_of, open_capture
+from dpi.decode import decode_batch
 from dpi.flow.tracking import tracker_for
 from dpi.match.corpus import transport_payloads
 from dpi.output.eve import EveWriter
@@ -97,11 +98,7 @@ def measure_stages(path: str, db, settings: Settings | None = None, repeat: int 
     captured = sum(b.captured_bytes for b in batches)
     wirelen = np.concatenate([b.wirelen for b in batches]) if batches else np.zeros(0, np.int64)
 
-    def decode():
-        tracker = tracker_for(settings)
-        return tracker, [tracker.decode(b) for b in batches]
-
-    decode_s, (tracker, decoded) = _best(decode, repeat)
+    decode_s, decoded = _best(lambda: [decode_batch(b) for b in batches], repeat)
 
     def track():
         fresh = tracker_for(settings)
