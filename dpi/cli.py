@@ -321,6 +321,54 @@ def _add_settings_option(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
+def cmd_gen(args) -> int:
+    """A labelled capture: a protocol mix with rule content planted and evasions applied."""
+    from dpi.gen.evasion import parse_evasions
+    from dpi.gen.generator import GenConfig, generate, write_generated
+    from dpi.gen.traffic import Sizes
+
+    if _missing("gen", args.rules):
+        return 2
+    try:
+        config = GenConfig(
+            flows=args.flows, seed=args.seed, rules=list(args.rules), variables=_parse_vars(args.var) or None,
+            planted=args.planted, sids=[int(s) for s in args.sids.split(",")] if args.sids else None,
+            evasions=parse_evasions(args.evasion), evasion_share=args.evasion_share,
+            target_policy=args.target_policy, tls_share=args.tls_share, ipv6_share=args.ipv6_share,
+            vlan_share=args.vlan_share, duration_s=args.duration,
+            sizes=Sizes(body_median=args.body_median, body_sigma=args.body_sigma), mss=args.mss,
+            seg_size=args.seg_size, window=args.window, frag_size=args.frag_size,
+        )  # fmt: skip
+        generated = generate(config)
+    except ValueError as exc:
+        print(f"dpi gen: {exc}", file=sys.stderr)
+        return 2
+    write_generated(generated, args.out, args.labels)
+    capture = generated.labels.capture
+    print(
+        f"{generated.packets} packets, {generated.flows} flows ({capture['planted_flows']} planted from "
+        f"{capture['plantable_rules']} plantable rules; evasions: {','.join(capture['evasions']) or 'none'}) "
+        f"in {generated.seconds:.2f} s -> {args.out}, labels {args.labels}"
+    )
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """Precision, recall and F1 of an EVE alert log against a label file."""
+    from dpi.evaluation import EveError, evaluate_files, format_report
+    from dpi.gen.labels import LabelError
+
+    if _missing("eval", [args.labels, args.eve]):
+        return 2
+    try:
+        result = evaluate_files(args.labels, args.eve, args.policy)
+    except (EveError, LabelError) as exc:
+        print(f"dpi eval: {exc}", file=sys.stderr)
+        return 2
+    print(result.to_json() if args.json else format_report(result.report, args.limit))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dpi", description="Deep-packet-inspection research testbed")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -402,6 +450,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
     _add_settings_option(p)
     p.set_defaults(func=cmd_live)
+
+    from dpi.gen.evasion import EVASIONS
+    from dpi.hostos import HOST_OS_POLICIES
+
+    p = sub.add_parser("gen", help="write a labelled capture: protocol mix, planted rule content, evasions")
+    p.add_argument("--out", "-o", required=True, help="pcap to write")
+    p.add_argument("--labels", required=True, help="ground-truth label file to write (JSON Lines)")
+    p.add_argument("--rules", "-r", nargs="+", required=True, help="rule files whose content is planted")
+    p.add_argument("--flows", type=int, default=1000, help="flows in the capture")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--planted", type=int, help="flows carrying a rule's content (default: a tenth)")
+    p.add_argument("--sids", help="plant only these sids, comma-separated")
+    p.add_argument(
+        "--evasion", default="", help=f"transforms to combine, comma-separated: {', '.join(EVASIONS)}"
+    )
+    p.add_argument(
+        "--evasion-share", type=float, default=1.0, help="share of planted flows evaded (default all)"
+    )
+    p.add_argument(
+        "--target-policy",
+        choices=HOST_OS_POLICIES,
+        default="bsd",
+        help="overlap policy of the hosts the content is sent to (overlap evasions aim at it)",
+    )
+    p.add_argument(
+        "--tls-share", type=float, help="share of flows that are TLS (the rest keep the default mix)"
+    )
+    p.add_argument("--ipv6-share", type=float, default=0.1)
+    p.add_argument("--vlan-share", type=float, default=0.05)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds over which flows start")
+    p.add_argument("--body-median", type=float, default=2000.0, help="median body bytes (lognormal)")
+    p.add_argument("--body-sigma", type=float, default=1.0, help="sigma of the body size's logarithm")
+    p.add_argument("--mss", type=int, help="every flow's MSS (default: a mix of 536..1460)")
+    p.add_argument("--seg-size", type=int, default=8, help="tcp-seg: payload bytes a segment")
+    p.add_argument("--window", type=int, default=32, help="tcp-window: the advertised window")
+    p.add_argument("--frag-size", type=int, default=8, help="ip-frag: data bytes a fragment (multiple of 8)")
+    p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
+    p.set_defaults(func=cmd_gen)
+
+    p = sub.add_parser("eval", help="precision, recall and F1 of EVE alerts against a gen label file")
+    p.add_argument("--labels", required=True, help="label file written by dpi gen")
+    p.add_argument("--eve", required=True, help="EVE JSON with the alerts (dpi scan's or Suricata's)")
+    p.add_argument(
+        "--policy",
+        choices=HOST_OS_POLICIES,
+        help="overlap policy the scanner used (default: the label file's target)",
+    )
+    p.add_argument("--json", action="store_true", help="the report as JSON (top-level precision, recall, f1)")
+    p.add_argument(
+        "--limit", type=int, default=20, help="missed and spurious flows listed in the text report"
+    )
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rules", help="rule set tools")
     rsub = p.add_subparsers(dest="rules_command", required=True)

@@ -240,3 +240,36 @@ def pcap_bytes(frames: Frames) -> np.ndarray:
         np.frombuffer(CLIENT_MAC, np.uint8), np.frombuffer(SERVER_MAC, np.uint8),
     )  # fmt: skip
     return out
+
+
+_ROW_FIELDS = ("ts_ns", "ip_version", "src_hi", "src_lo", "dst_hi", "dst_lo", "proto", "data_off",
+               "data_len", "to_server", "vlan", "ttl", "ip_id", "frag_offset", "more_fragments",
+               "fragment_header")  # fmt: skip
+_ROW_TYPES = (np.int64, np.uint8, np.uint64, np.uint64, np.uint64, np.uint64, np.uint8, np.int64, np.int64,
+              np.bool_, np.int32, np.uint8, np.int64, np.int64, np.bool_, np.bool_)  # fmt: skip
+
+
+def concat_frames(parts: list[Frames]) -> Frames:
+    """One frame table of several, their data buffers joined (offsets moved along)."""
+    sizes = [np.asarray(p.data_len).shape[0] for p in parts]
+    base = np.cumsum([0] + [len(p.data_buf) for p in parts[:-1]])
+    columns = {}
+    for name, dtype in zip(_ROW_FIELDS, _ROW_TYPES, strict=True):
+        pieces = [_col(getattr(p, name), n, dtype) for p, n in zip(parts, sizes, strict=True)]
+        if name == "data_off":
+            pieces = [piece + b for piece, b in zip(pieces, base, strict=True)]
+        columns[name] = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
+    buf = (
+        np.concatenate([np.asarray(p.data_buf, np.uint8) for p in parts]) if parts else np.zeros(0, np.uint8)
+    )
+    return Frames(data_buf=buf, **columns)
+
+
+def take_frames(frames: Frames, rows: np.ndarray) -> Frames:
+    """The frames at ``rows``, in that order (the data buffer is shared)."""
+    n = np.asarray(frames.data_len).shape[0]
+    columns = {
+        name: _col(getattr(frames, name), n, dtype)[rows]
+        for name, dtype in zip(_ROW_FIELDS, _ROW_TYPES, strict=True)
+    }
+    return Frames(data_buf=frames.data_buf, **columns)

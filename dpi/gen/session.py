@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpi.gen.frames import ACK, FIN, PSH, SYN, TCP, Frames, build_datagrams
+from dpi.gen.frames import ACK, FIN, PSH, SYN, TCP, UDP, Frames, build_datagrams
 
 TO_SERVER, TO_CLIENT = 0, 1
 MSS = 1460
@@ -33,7 +33,9 @@ class FlowSpec:
     isn_client: np.ndarray
     isn_server: np.ndarray
     vlan: np.ndarray | int = -1
-    gap_ns: int = 50_000  # between one segment of a flow and the next
+    gap_ns: np.ndarray | int = 50_000  # between one segment of a flow and the next
+    mss: np.ndarray | int = MSS  # the most payload bytes a segment of the flow carries
+    window: np.ndarray | int = 65535  # the window both sides advertise
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Messages:
     data: np.ndarray  # uint8, every message's bytes
     offset: np.ndarray
     length: np.ndarray
+    encrypted: np.ndarray | None = None  # per message: its bytes are ciphertext (TLS records)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Segments:
     flags: np.ndarray
     payload_off: np.ndarray  # into Messages.data
     payload_len: np.ndarray
+    window: np.ndarray | None = None  # advertised window; None: the flows' own
 
 
 def _sum_before(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -72,8 +76,9 @@ def _sum_before(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def tcp_segments(flows: FlowSpec, messages: Messages, mss: int = MSS) -> Segments:
-    """Every segment of every flow, in capture order (by timestamp, then flow)."""
+def tcp_segments(flows: FlowSpec, messages: Messages, mss: int | None = None) -> Segments:
+    """Every segment of every flow, in capture order (by timestamp, then flow). ``mss``
+    overrides the flows' own."""
     n_flows = len(flows.start_ns)
     msg_flow = np.asarray(messages.flow, dtype=np.int64)
     msg_dir = np.asarray(messages.direction, dtype=np.int64)
@@ -82,13 +87,18 @@ def tcp_segments(flows: FlowSpec, messages: Messages, mss: int = MSS) -> Segment
     if np.any(np.diff(msg_flow) < 0):
         raise ValueError("messages must be grouped by flow, in conversation order")
 
+    per_flow_mss = np.broadcast_to(np.asarray(flows.mss if mss is None else mss, dtype=np.int64), (n_flows,))
+    mss = per_flow_mss[msg_flow]  # per message
+    if np.any(mss < 1):
+        raise ValueError("a segment carries at least one byte (mss >= 1)")
     # data segments: each message cut into ceil(len / mss) pieces (an empty message sends nothing)
     pieces = (msg_len + mss - 1) // mss
     msg_of = np.repeat(np.arange(len(msg_len)), pieces)
     first_piece = np.repeat(np.cumsum(pieces) - pieces, pieces)
     k = np.arange(len(msg_of)) - first_piece
-    d_off = msg_off[msg_of] + k * mss
-    d_len = np.minimum(mss, msg_len[msg_of] - k * mss)
+    d_mss = mss[msg_of]
+    d_off = msg_off[msg_of] + k * d_mss
+    d_len = np.minimum(d_mss, msg_len[msg_of] - k * d_mss)
     d_flow = msg_flow[msg_of]
     d_dir = msg_dir[msg_of]
     # bytes each side sent before the segment, in conversation order
@@ -142,12 +152,14 @@ def tcp_segments(flows: FlowSpec, messages: Messages, mss: int = MSS) -> Segment
     end_step = 3 + 2 * per_flow_data
     step = np.concatenate([np.zeros(n_flows), np.ones(n_flows), np.full(n_flows, 2), data_step, data_step + 1,
                            end_step, end_step + 1, end_step + 2]).astype(np.int64)  # fmt: skip
-    ts = np.asarray(flows.start_ns, dtype=np.int64)[flow_col] + step * int(flows.gap_ns)
+    gap = np.broadcast_to(np.asarray(flows.gap_ns, dtype=np.int64), (n_flows,))
+    ts = np.asarray(flows.start_ns, dtype=np.int64)[flow_col] + step * gap[flow_col]
     order = np.lexsort((step, flow_col, ts))
     return Segments(
         flow=flow_col[order], direction=dir_col[order], ts_ns=ts[order], seq=seq_col[order] % 2**32,
         ack=ack_col[order] % 2**32, flags=flag_col[order], payload_off=off_col[order],
         payload_len=len_col[order],
+        window=np.broadcast_to(np.asarray(flows.window, dtype=np.int64), (n_flows,))[flow_col[order]],
     )  # fmt: skip
 
 
@@ -167,9 +179,44 @@ def segment_frames(flows: FlowSpec, messages: Messages, segments: Segments) -> F
         sport=pick(flows.client_port, flows.server_port), dport=pick(flows.server_port, flows.client_port),
         payload_buf=messages.data, payload_off=segments.payload_off, payload_len=segments.payload_len,
         seq=segments.seq, ack=segments.ack, flags=segments.flags,
+        window=(np.broadcast_to(np.asarray(flows.window, dtype=np.int64), (len(flows.start_ns),))[f]
+                if segments.window is None else segments.window),
     )  # fmt: skip
     vlan = np.broadcast_to(np.asarray(flows.vlan), (len(flows.start_ns),))[f]
     return Frames(
         ts_ns=segments.ts_ns, ip_version=ip_version, src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi,
         dst_lo=dst_lo, proto=TCP, data_buf=buf, data_off=off, data_len=length, to_server=to_server, vlan=vlan,
     )  # fmt: skip
+
+
+def udp_datagrams(flows: FlowSpec, messages: Messages) -> tuple[Frames, np.ndarray]:
+    """One datagram per message, in conversation order, ``gap_ns`` apart within a flow; with each
+    frame's flow index."""
+    msg_flow = np.asarray(messages.flow, dtype=np.int64)
+    if np.any(np.diff(msg_flow) < 0):
+        raise ValueError("messages must be grouped by flow, in conversation order")
+    n_flows = len(flows.start_ns)
+    to_server = np.asarray(messages.direction) == TO_SERVER
+    step = np.arange(len(msg_flow)) - np.searchsorted(msg_flow, msg_flow, side="left")
+    gap = np.broadcast_to(np.asarray(flows.gap_ns, dtype=np.int64), (n_flows,))
+    ts = np.asarray(flows.start_ns, dtype=np.int64)[msg_flow] + step * gap[msg_flow]
+    f = msg_flow
+
+    def pick(client, server):
+        return np.where(to_server, np.asarray(client)[f], np.asarray(server)[f])
+
+    ip_version = np.asarray(flows.ip_version, dtype=np.uint8)[f]
+    src_hi, src_lo = pick(flows.client_hi, flows.server_hi), pick(flows.client_lo, flows.server_lo)
+    dst_hi, dst_lo = pick(flows.server_hi, flows.client_hi), pick(flows.server_lo, flows.client_lo)
+    buf, off, length = build_datagrams(
+        proto=UDP, ip_version=ip_version, src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi, dst_lo=dst_lo,
+        sport=pick(flows.client_port, flows.server_port), dport=pick(flows.server_port, flows.client_port),
+        payload_buf=messages.data, payload_off=messages.offset, payload_len=messages.length,
+    )  # fmt: skip
+    vlan = np.broadcast_to(np.asarray(flows.vlan), (n_flows,))[f]
+    frames = Frames(
+        ts_ns=ts, ip_version=ip_version, src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi, dst_lo=dst_lo,
+        proto=UDP,
+        data_buf=buf, data_off=off, data_len=length, to_server=to_server, vlan=vlan,
+    )  # fmt: skip
+    return frames, f
