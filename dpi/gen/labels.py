@@ -63,11 +63,13 @@ def read_labels(path: str | Path) -> Labels:
                     raise LabelError(
                         f"{path}:{number}: not a {FORMAT} file (format {record.get('format')!r})"
                     )
+                record.pop("type")
                 capture = record
             elif kind == "flow":
                 missing = [k for k in _FLOW_KEYS if k not in record]
                 if missing:
                     raise LabelError(f"{path}:{number}: flow record without {', '.join(missing)}")
+                record.pop("type")
                 flows.append(record)
             else:
                 raise LabelError(f"{path}:{number}: unknown record type {kind!r}")

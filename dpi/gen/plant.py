@@ -157,7 +157,8 @@ def endpoints_for(
         home = [ip_to_int(f"2001:db8:c:{index // 65536:x}::{index % 65536:x}")]
         external = [ip_to_int(f"2001:db8:5::{1 + index % 65535:x}")]
     client_pref = r.randint(1024, 65535)
-    server_pref = 80 if rule.proto == "tcp" else 53
+    # a service port where the rule names none: HTTP's for TCP; for UDP a port no dissector claims
+    server_pref = 80 if rule.proto == "tcp" else 40000 + index % 20000
     for src, sports, dst, dports in ((rule.src, rule.src_ports, rule.dst, rule.dst_ports),) + (
         ((rule.dst, rule.dst_ports, rule.src, rule.src_ports),) if rule.bidirectional else ()
     ):

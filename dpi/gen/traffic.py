@@ -56,7 +56,7 @@ _AGENTS = (
     "curl/8.5.0",
     "Wget/1.21.4",
 )
-_TYPES = ("text/html; charset=utf-8", "application/json", "text/css", "application/javascript", "image/png")
+_TYPES = ("text/html; charset=utf-8", "text/plain; charset=utf-8", "text/css")  # the bodies are text
 
 
 def mix_weights(mix: dict[str, float] | None = None, tls_share: float | None = None) -> np.ndarray:
@@ -229,11 +229,20 @@ def _handshake(kind: int, body: bytes) -> bytes:
     return bytes([kind]) + len(body).to_bytes(3, "big") + body
 
 
+def _extension(kind: int, body: bytes) -> bytes:
+    return struct.pack("!HH", kind, len(body)) + body
+
+
 def _client_hello(w: MessageWriter, r: random.Random) -> bytes:
     host = r.choice(_HOSTS).encode()
-    sni = struct.pack("!HBH", len(host) + 3, 0, len(host)) + host
-    extensions = struct.pack("!HH", 0, len(sni)) + sni + struct.pack("!HHH", 10, 4, 2) + b"\x00\x1d"
-    suites = b"\x13\x01\x13\x02\xc0\x2b\xc0\x2f\xc0\x2c\xc0\x30"
+    extensions = (
+        _extension(0, struct.pack("!HBH", len(host) + 3, 0, len(host)) + host)  # server_name
+        + _extension(10, b"\x00\x02\x00\x1d")  # supported_groups: x25519
+        + _extension(13, b"\x00\x04\x04\x03\x08\x04")  # signature_algorithms
+        + _extension(43, b"\x02\x03\x04")  # supported_versions: TLS 1.3
+        + _extension(51, b"\x00\x24\x00\x1d\x00\x20" + w.pool_bytes(32, binary=True))  # key_share
+    )
+    suites = b"\x13\x01\x13\x02\x13\x03"
     body = (
         b"\x03\x03"
         + w.pool_bytes(32, binary=True)
@@ -249,25 +258,28 @@ def _client_hello(w: MessageWriter, r: random.Random) -> bytes:
 
 
 def _tls(w: MessageWriter, f: int, r: random.Random, sizes: Sizes) -> None:
-    """A TLS 1.2 full handshake (the hellos and the certificate are plaintext), then application
-    data records both ways (ciphertext)."""
-    w.add(f, TO_SERVER, _client_hello(w, r))
-    server_hello = _handshake(2, b"\x03\x03" + w.pool_bytes(32, binary=True) + b"\x00\xc0\x2f\x00\x00\x00")
-    cert = w.pool_bytes(r.randint(700, 1800), binary=True)
-    certificate = _handshake(11, (len(cert) + 3).to_bytes(3, "big") + len(cert).to_bytes(3, "big") + cert)
-    key_exchange = _handshake(12, b"\x03\x00\x1d\x20" + w.pool_bytes(32 + 72, binary=True))
-    w.add(f, TO_CLIENT, _tls_record(22, server_hello + certificate + key_exchange + _handshake(14, b"")))
-    w.add(f, TO_SERVER, _tls_record(22, _handshake(16, b"\x20" + w.pool_bytes(32, binary=True))))
+    """A TLS 1.3 handshake: the two hellos are the only plaintext (the server's certificate and
+    everything after travel as encrypted records), then application data both ways."""
+    client_hello = _client_hello(w, r)
+    w.add(f, TO_SERVER, client_hello)
+    session = client_hello[5 + 4 + 2 + 32 + 1 : 5 + 4 + 2 + 32 + 1 + 32]  # echoed, as TLS 1.3 servers do
+    extensions = _extension(43, b"\x03\x04") + _extension(
+        51, b"\x00\x1d\x00\x20" + w.pool_bytes(32, binary=True)
+    )
+    server_hello = _handshake(
+        2,
+        b"\x03\x03" + w.pool_bytes(32, binary=True) + b"\x20" + session + b"\x13\x01\x00"
+        + struct.pack("!H", len(extensions)) + extensions,
+    )  # fmt: skip
+    w.add(f, TO_CLIENT, _tls_record(22, server_hello))
+    # change_cipher_spec (compatibility) then the encrypted extensions, certificate, verify, finished
+    flight = r.randint(700, 2600)
+    w.add(f, TO_CLIENT, _tls_record(20, b"\x01") + struct.pack("!BHH", 23, 0x0303, flight), encrypted=True)
+    w.add_slice(f, TO_CLIENT, flight, binary=True, encrypted=True)
     w.add(
         f,
         TO_SERVER,
-        _tls_record(20, b"\x01") + _tls_record(22, w.pool_bytes(40, binary=True)),
-        encrypted=True,
-    )
-    w.add(
-        f,
-        TO_CLIENT,
-        _tls_record(20, b"\x01") + _tls_record(22, w.pool_bytes(40, binary=True)),
+        _tls_record(20, b"\x01") + _tls_record(23, w.pool_bytes(53, binary=True)),
         encrypted=True,
     )
     for _ in range(r.randint(1, sizes.max_exchanges)):
