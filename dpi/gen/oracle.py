@@ -40,8 +40,9 @@ def _find_all(buf: bytes, folded: bytes, pattern: bytes, nocase: bool, lo: int, 
 
 def contents_match(contents: list[Content], buf: bytes) -> bool:
     """Do the contents match ``buf`` under the rule language (offset and depth from the start of the
-    buffer, distance and within from the end of the previous match, negated contents absent from
-    their window), trying every placement of each content?"""
+    buffer; distance from the end of the previous match, within from there plus the distance, as
+    Suricata's content inspection counts it; negated contents absent from their window), trying
+    every placement of each content?"""
     folded = buf.lower()
     n_buf = len(buf)
 
@@ -50,7 +51,8 @@ def contents_match(contents: list[Content], buf: bytes) -> bool:
             return 0, min(len(c.pattern), n_buf)
         if c.relative:
             lo = prev_end + (c.distance or 0)
-            hi = prev_end + c.within if c.within is not None else n_buf
+            # Suricata's window: within counts from where distance puts the start
+            hi = lo + c.within if c.within is not None else n_buf
         else:
             lo = c.offset or 0
             hi = lo + c.depth if c.depth is not None else n_buf

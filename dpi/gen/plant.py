@@ -89,7 +89,7 @@ def construct_payload(rule: Rule, r: random.Random, trailer: int = 48) -> bytes 
         if c.relative:
             start = prev_end + (c.distance or 0)
             if c.within is not None:
-                slack = c.within - (c.distance or 0) - n
+                slack = c.within - n  # within counts from prev_end + distance (Suricata)
                 if slack < 0:
                     return None
                 start += r.randint(0, min(slack, 3))
