@@ -19,9 +19,13 @@ from tests.conftest import REPO
 SAMPLE_RULES = str(REPO / "rules" / "dpi-sample.rules")
 
 
-def gen_scan_eval(tmp_path, evasions=(), target="bsd", scan_policy=None, flows=120, seed=11, rules=SAMPLE_RULES):
+def gen_scan_eval(
+    tmp_path, evasions=(), target="bsd", scan_policy=None, flows=120, seed=11, rules=SAMPLE_RULES
+):
     generated = generate(
-        GenConfig(flows=flows, seed=seed, rules=[rules], evasions=parse_evasions(evasions), target_policy=target)
+        GenConfig(
+            flows=flows, seed=seed, rules=[rules], evasions=parse_evasions(evasions), target_policy=target
+        )
     )
     pcap, labels = tmp_path / "gen.pcap", tmp_path / "gen.labels"
     write_generated(generated, pcap, labels)
@@ -41,7 +45,9 @@ def _defrag(policy: str) -> str:
     return DEFRAG_POLICY_OF_HOST_OS[policy]
 
 
-@pytest.mark.parametrize("evasion", ["", *EVASIONS, "tcp-seg,tcp-ooo,tcp-dup", "tcp-ooo,ip-frag-ooo", "ip6-frag,tcp-seg"])
+@pytest.mark.parametrize(
+    "evasion", ["", *EVASIONS, "tcp-seg,tcp-ooo,tcp-dup", "tcp-ooo,ip-frag-ooo", "ip6-frag,tcp-seg"]
+)
 def test_every_evasion_is_scored_perfectly_where_the_policy_sees_it(tmp_path, evasion):
     generated, report = gen_scan_eval(tmp_path, evasion)
     capture = generated.labels.capture
@@ -62,9 +68,14 @@ def test_every_evasion_is_scored_perfectly_where_the_policy_sees_it(tmp_path, ev
 
 @pytest.mark.parametrize(
     ("evasion", "target", "scanner"),
-    [("tcp-overlap", "bsd", "last"), ("tcp-overlap", "last", "bsd"), ("ip-frag-overlap", "bsd", "linux"),
-     ("ip-frag-overlap", "linux", "first"), ("tcp-overlap,ip-frag-overlap", "windows", "last")],
-)  # fmt: skip
+    [
+        ("tcp-overlap", "bsd", "last"),
+        ("tcp-overlap", "last", "bsd"),
+        ("ip-frag-overlap", "bsd", "linux"),
+        ("ip-frag-overlap", "linux", "first"),
+        ("tcp-overlap,ip-frag-overlap", "windows", "last"),
+    ],
+)
 def test_overlaps_hide_content_from_a_scanner_with_another_policy(tmp_path, evasion, target, scanner):
     generated, report = gen_scan_eval(tmp_path, evasion, target=target, scan_policy=scanner, flows=150)
     name = "+".join(parse_evasions(evasion))
@@ -103,4 +114,7 @@ def test_et_open_rules_are_planted_and_scored(tmp_path, shared_data):
     generated, report = gen_scan_eval(tmp_path, "tcp-seg,ip-frag", flows=400, seed=5, rules=rules)
     assert generated.labels.capture["plantable_rules"] > 500
     assert len(report["per_sid"]) > 20
-    assert report["precision"] == 1.0 and report["recall"] == 1.0, (report["missed"][:3], report["spurious"][:3])
+    assert report["precision"] == 1.0 and report["recall"] == 1.0, (
+        report["missed"][:3],
+        report["spurious"][:3],
+    )

@@ -189,27 +189,55 @@ BROKEN = (
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
-@pytest.mark.parametrize("evasion", [("ip-frag", "tcp-seg"), ("ip6-frag", "tcp-ooo"), ("ip-frag-ooo", "tcp-dup")])
+@pytest.mark.parametrize(
+    "evasion", [("ip-frag", "tcp-seg"), ("ip6-frag", "tcp-ooo"), ("ip-frag-ooo", "tcp-dup")]
+)
 def test_tshark_reassembles_the_fragments_without_errors(tmp_path, evasion):
     g = generate(GenConfig(flows=60, seed=4, rules=[SAMPLE_RULES], evasions=evasion, planted=10))
     pcap = tmp_path / "f.pcap"
     write_generated(g, pcap, tmp_path / "f.labels")
-    checks = ["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"]
+    checks = [
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+    ]
     errors = subprocess.run(
         ["tshark", "-n", "-r", str(pcap), *checks, "-Y", BROKEN],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert errors.strip() == ""
     fragments = subprocess.run(
-        ["tshark", "-n", "-r", str(pcap), "-Y", "ip.flags.mf == 1 || ipv6.fraghdr.more == 1", "-T", "fields",
-         "-e", "frame.number"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout.split()  # fmt: skip
+        [
+            "tshark",
+            "-n",
+            "-r",
+            str(pcap),
+            "-Y",
+            "ip.flags.mf == 1 || ipv6.fraghdr.more == 1",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
     assert len(fragments) > 50
     # every planted flow's conversation, reassembled from its fragments, is one tshark conversation
     conv = subprocess.run(
         ["tshark", "-n", "-r", str(pcap), "-q", "-z", "conv,tcp", "-z", "conv,udp"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     rows = [line for line in conv.splitlines() if "<->" in line]
     assert len(rows) == len(g.labels.flows)

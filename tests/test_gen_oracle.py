@@ -79,7 +79,9 @@ def test_agrees_with_the_detection_engine(tmp_path):
         options = _random_rule(r)
         payload = "".join(r.choice("abAB.") for _ in range(r.randint(0, 14))).encode()
         rules.append(f"alert udp any any -> any {5000 + i} ({options} sid:{100 + i};)")
-        packets.append(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000 + i, dport=5000 + i) / payload)
+        packets.append(
+            Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000 + i, dport=5000 + i) / payload
+        )
         if payload and contents_match(_contents(options), payload):
             expected.add(100 + i)
     _, events = run_scan(tmp_path, packets, "\n".join(rules) + "\n")
