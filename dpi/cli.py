@@ -72,6 +72,7 @@ def cmd_scan(args) -> int:
             variables=variables,
             engine=args.engine,
             settings=settings,
+            log_payload=args.log_payload,
         )
     rules = result.rules
     print(
@@ -381,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="numba", help="matcher engine: numba, pyahocorasick, hyperscan")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--var", action="append", default=[], help="rule variable, e.g. HOME_NET=[10.0.0.0/8]")
+    p.add_argument(
+        "--log-payload",
+        action="store_true",
+        help="write each alert's packet payload (base64 and printable), as Suricata's payload: yes",
+    )
     _add_settings_option(p)
     p.set_defaults(func=cmd_scan)
 

@@ -143,9 +143,25 @@ class Scanner:
         )
         alerts = self.detector.cap_per_packet(self.thresholds.filter(alerts, self.flows))
         t = self._tick("detect-headers", t)
-        self.writer.write_alerts(alerts, self.db.rules, self.flows)
+        payloads = self._payloads(alerts, packets, decoded) if self.writer.log_payload else None
+        self.writer.write_alerts(alerts, self.db.rules, self.flows, payloads)
         self._tick("output", t)
         return alerts
+
+    @staticmethod
+    def _payloads(alerts, packets, decoded) -> list[bytes | None]:
+        """Each alert's packet payload, where its packet is in this batch."""
+        number = np.asarray(packets.number)
+        at = np.searchsorted(number, alerts.number)
+        out: list[bytes | None] = []
+        buf = packets.buffer
+        for k, n in zip(at.tolist(), alerts.number.tolist(), strict=True):
+            if k < len(number) and number[k] == n:
+                start = int(decoded.payload_offset[k])
+                out.append(bytes(buf[start : start + int(decoded.payload_len[k])]))
+            else:
+                out.append(None)
+        return out
 
     def _end_flows(self, flows: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
         """Finalize ended flows before their slots are reused: deliver the stream data
@@ -238,18 +254,20 @@ def scan(
     flow_events: bool = True,
     settings: Settings | None = None,
     max_flows: int | None = None,
+    log_payload: bool = False,
 ) -> ScanResult:
     """Scan captures with rule files; writes EVE alerts, a flow event per flow when it ends
     (timeout, eviction, end of capture) and a closing stats event. ``stream_config`` is a
     shorthand that replaces ``settings.stream``; ``max_flows`` caps the flow table below
-    what flow.memcap allows."""
+    what flow.memcap allows; ``log_payload`` writes each alert's packet payload (Suricata's
+    payload and payload-printable; off by default: data minimisation)."""
     t0 = time.perf_counter()
     ruleset, db = build_detection(rule_paths, variables, engine)
     compile_s = time.perf_counter() - t0
     settings = settings or Settings()
     if stream_config is not None:
         settings.stream = stream_config
-    writer = EveWriter(eve)
+    writer = EveWriter(eve, log_payload=log_payload)
     scanner = Scanner(
         db,
         rules_summary(ruleset, db),

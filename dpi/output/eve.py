@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import base64
 import json
 from datetime import UTC, datetime
 from typing import TextIO
@@ -23,6 +24,11 @@ PROTO_NAMES = {
     112: "VRRP",
     132: "SCTP",
 }
+
+
+def printable(data: bytes) -> str:
+    """Suricata's payload_printable: printable ASCII and whitespace kept, every other byte a dot."""
+    return "".join(chr(b) if 32 <= b < 127 or b in (9, 10, 13) else "." for b in data)
 
 
 def format_timestamp(ts_ns: int) -> str:
@@ -87,9 +93,13 @@ class EveWriter:
     """Writes EVE events as JSON lines. Payload bytes are never written unless asked
     (data minimisation is the default)."""
 
-    def __init__(self, fh: TextIO):
+    def __init__(self, fh: TextIO, log_payload: bool = False):
         self.fh = fh
+        # Suricata's eve-log alert options payload and payload-printable: the bytes of the
+        # packet that completed the match, base64 and as printable text
+        self.log_payload = log_payload
         self.alerts = 0
+        self.payload_bytes = 0  # payload bytes written into alerts
         self.alerted_flows: set[int] = set()
 
     def write_event(self, event: dict) -> None:
@@ -107,7 +117,9 @@ class EveWriter:
         """These flows ended: their slots will hold other flows."""
         self.alerted_flows.difference_update(np.asarray(index).tolist())
 
-    def write_alerts(self, alerts, rules, flows) -> None:
+    def write_alerts(self, alerts, rules, flows, payloads: list[bytes | None] | None = None) -> None:
+        """``payloads``: per alert, its packet's payload (None where no packet completed the
+        match, as for data flushed at the end of a flow); written only with ``log_payload``."""
         if len(alerts) == 0:
             return
         f = alerts.flow
@@ -148,6 +160,12 @@ class EveWriter:
                 alert["metadata"] = _metadata(rule.metadata)
             if rule.references:
                 alert["references"] = [f"{kind},{ident}" for kind, ident in rule.references]
+            if self.log_payload and payloads is not None and payloads[i] is not None:
+                data = payloads[i]
+                event["payload"] = base64.b64encode(data).decode("ascii")
+                event["payload_printable"] = printable(data)
+                event["stream"] = int(alerts.stream[i])
+                self.payload_bytes += len(data)
             lines.append(json.dumps(event, separators=(",", ":")))
         self.fh.write("\n".join(lines) + "\n")
         self.alerts += len(lines)
