@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import base64
+import ipaddress
 import json
 from datetime import UTC, datetime
 from typing import TextIO
