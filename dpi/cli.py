@@ -370,6 +370,28 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_notebooks(args) -> int:
+    """Re-execute the evaluation notebooks on the bundled data; save them executed, and as HTML."""
+    from dpi.notebooks import NotebookError, run_notebooks
+
+    try:
+        import ipykernel  # noqa: F401
+        import nbclient  # noqa: F401
+        import nbconvert  # noqa: F401
+    except ImportError as exc:
+        hint = "install them with: python3 -m pip install '.[notebooks]'"
+        print(f"dpi notebooks: {exc}; {hint}", file=sys.stderr)
+        return 2
+    try:
+        results = run_notebooks(args.only or None, small=args.small, out_dir=args.out, html=not args.no_html)
+    except NotebookError as exc:
+        print(f"dpi notebooks: {exc}", file=sys.stderr)
+        return 1
+    for r in results:
+        print(f"{r.name}: executed in {r.seconds:.0f} s -> {r.notebook}" + (f", {r.html}" if r.html else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dpi", description="Deep-packet-inspection research testbed")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -508,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=20, help="missed and spurious flows listed in the text report"
     )
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("notebooks", help="re-execute the evaluation notebooks and export them to HTML")
+    p.add_argument("--small", action="store_true", help="small inputs (a quick check; CI runs them so)")
+    p.add_argument("--only", nargs="+", help="notebooks whose names start with these (e.g. 01 03)")
+    p.add_argument("--out", help="folder for the executed notebooks (default notebooks/; HTML in its html/)")
+    p.add_argument("--no-html", action="store_true", help="do not export HTML")
+    p.set_defaults(func=cmd_notebooks)
 
     p = sub.add_parser("rules", help="rule set tools")
     rsub = p.add_subparsers(dest="rules_command", required=True)

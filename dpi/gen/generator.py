@@ -113,8 +113,11 @@ class _RulePicker:
         r.shuffle(self.rules)
         self.next = 0
         self.failed: Counter = Counter()
+        self.impossible: set[int] = set()  # IP versions no rule's header accepts
 
     def plant(self, index: int, ip_version: int, r: random.Random):
+        if ip_version in self.impossible:
+            raise ValueError(f"no rule of the set can be planted in an IPv{ip_version} flow")
         for _ in range(len(self.rules)):
             rule = self.rules[self.next % len(self.rules)]
             self.next += 1
@@ -127,6 +130,7 @@ class _RulePicker:
                 self.failed[f"no IPv{ip_version} endpoints in the rule's header"] += 1
                 continue
             return rule, payload, ends
+        self.impossible.add(ip_version)
         raise ValueError(f"no rule of the set can be planted in an IPv{ip_version} flow")
 
 
@@ -218,7 +222,16 @@ def generate(cfg: GenConfig) -> Generated:
             proto[f] = UDP if a in UDP_APPS else TCP
             write_app(w, a, f, r, cfg.sizes)
             continue
-        rule, payload, ends = picker.plant(f, int(version[f]), r)
+        try:
+            rule, payload, ends = picker.plant(f, int(version[f]), r)
+        except ValueError as exc:
+            if version[f] != 6 or (evaded[f] and "ip6-frag" in settings.chain):
+                raise ValueError(
+                    f"{exc} (a rule whose addresses allow IPv6 is needed: set HOME_NET with --var to include "
+                    "IPv6 networks, or leave ip6-frag out)"
+                ) from None
+            version[f] = 4  # drawn as IPv6, but no rule's header takes IPv6: plant over IPv4
+            rule, payload, ends = picker.plant(f, 4, r)
         _plant(w, f, rule, payload, r)
         client[f], server[f] = ends.client, ends.server
         client_port[f], server_port[f] = ends.client_port, ends.server_port
