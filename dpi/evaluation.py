@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dpi.gen.labels import Labels, read_labels
 from dpi.hostos import DEFRAG_POLICY_OF_HOST_OS, STREAM_POLICY_OF_HOST_OS
+from dpi.jsonlines import read_json_lines
 
 
 class EveError(ValueError):
@@ -41,21 +42,14 @@ def read_alerts(path: str | Path) -> tuple[list[dict], int]:
     """The alert events of an EVE JSON file and the number of lines read."""
     alerts = []
     lines = 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            lines = number
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EveError(f"{path}:{number}: not JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(event, dict) or event.get("event_type") != "alert":
-                continue
-            alert = event.get("alert")
-            if not isinstance(alert, dict) or "signature_id" not in alert:
-                raise EveError(f"{path}:{number}: alert event without alert.signature_id")
-            alerts.append(event)
+    for number, event in read_json_lines(path, EveError):
+        lines = number
+        if not isinstance(event, dict) or event.get("event_type") != "alert":
+            continue
+        alert = event.get("alert")
+        if not isinstance(alert, dict) or "signature_id" not in alert:
+            raise EveError(f"{path}:{number}: alert event without alert.signature_id")
+        alerts.append(event)
     return alerts, lines
 
 

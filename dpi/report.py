@@ -39,8 +39,17 @@ def caption(fig, info: dict | None = None) -> None:
     fig.text(0.01, 0.005, machine_line(info), fontsize=8, color="#555555", ha="left", va="bottom")
 
 
+def show(fig, info: dict | None = None) -> None:
+    """Lay the figure out with room for the machine caption at its foot, caption it, show it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    caption(fig, info)
+    plt.show()
+
+
 def percent(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
-__all__ = ["caption", "findings_box", "machine_line", "percent"]
+__all__ = ["caption", "findings_box", "machine_line", "percent", "show"]

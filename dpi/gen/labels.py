@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpi.jsonlines import read_json_lines
+
 FORMAT = "dpi-gen-labels"
 VERSION = 1
 
@@ -49,30 +51,21 @@ _FLOW_KEYS = ("flow", "proto", "src_ip", "src_port", "dest_ip", "dest_port", "ex
 def read_labels(path: str | Path) -> Labels:
     capture = None
     flows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LabelError(f"{path}:{number}: not JSON ({exc.msg} at column {exc.colno})") from None
-            kind = record.get("type") if isinstance(record, dict) else None
-            if kind == "capture":
-                if record.get("format") != FORMAT:
-                    raise LabelError(
-                        f"{path}:{number}: not a {FORMAT} file (format {record.get('format')!r})"
-                    )
-                record.pop("type")
-                capture = record
-            elif kind == "flow":
-                missing = [k for k in _FLOW_KEYS if k not in record]
-                if missing:
-                    raise LabelError(f"{path}:{number}: flow record without {', '.join(missing)}")
-                record.pop("type")
-                flows.append(record)
-            else:
-                raise LabelError(f"{path}:{number}: unknown record type {kind!r}")
+    for number, record in read_json_lines(path, LabelError):
+        kind = record.get("type") if isinstance(record, dict) else None
+        if kind == "capture":
+            if record.get("format") != FORMAT:
+                raise LabelError(f"{path}:{number}: not a {FORMAT} file (format {record.get('format')!r})")
+            record.pop("type")
+            capture = record
+        elif kind == "flow":
+            missing = [k for k in _FLOW_KEYS if k not in record]
+            if missing:
+                raise LabelError(f"{path}:{number}: flow record without {', '.join(missing)}")
+            record.pop("type")
+            flows.append(record)
+        else:
+            raise LabelError(f"{path}:{number}: unknown record type {kind!r}")
     if capture is None:
         raise LabelError(f"{path}: no capture record")
     return Labels(capture, flows)

@@ -163,60 +163,64 @@ def tcp_segments(flows: FlowSpec, messages: Messages, mss: int | None = None) ->
     )  # fmt: skip
 
 
+def _directed(flows: FlowSpec, f: np.ndarray, to_server: np.ndarray) -> dict:
+    """Per row (of flow ``f``, sent by the client where ``to_server``): IP version, addresses and
+    ports as sender and receiver, and VLAN."""
+
+    def pick(client, server):
+        return np.where(to_server, np.asarray(client)[f], np.asarray(server)[f])
+
+    n_flows = len(flows.start_ns)
+    return {
+        "ip_version": np.asarray(flows.ip_version, dtype=np.uint8)[f],
+        "src_hi": pick(flows.client_hi, flows.server_hi),
+        "src_lo": pick(flows.client_lo, flows.server_lo),
+        "dst_hi": pick(flows.server_hi, flows.client_hi),
+        "dst_lo": pick(flows.server_lo, flows.client_lo),
+        "sport": pick(flows.client_port, flows.server_port),
+        "dport": pick(flows.server_port, flows.client_port),
+        "vlan": np.broadcast_to(np.asarray(flows.vlan), (n_flows,))[f],
+    }
+
+
+_ADDRESSES = ("ip_version", "src_hi", "src_lo", "dst_hi", "dst_lo")
+
+
 def segment_frames(flows: FlowSpec, messages: Messages, segments: Segments) -> Frames:
     """The frames of the segments: addresses and ports from the flows, by direction."""
     f, to_server = segments.flow, segments.direction == TO_SERVER
-
-    def pick(client, server):
-        """Per segment: the client's value when it is the sender, else the server's."""
-        return np.where(to_server, np.asarray(client)[f], np.asarray(server)[f])
-
-    ip_version = np.asarray(flows.ip_version, dtype=np.uint8)[f]
-    src_hi, src_lo = pick(flows.client_hi, flows.server_hi), pick(flows.client_lo, flows.server_lo)
-    dst_hi, dst_lo = pick(flows.server_hi, flows.client_hi), pick(flows.server_lo, flows.client_lo)
+    ends = _directed(flows, f, to_server)
+    window = segments.window
+    if window is None:
+        window = np.broadcast_to(np.asarray(flows.window, dtype=np.int64), (len(flows.start_ns),))[f]
     buf, off, length = build_datagrams(
-        proto=TCP, ip_version=ip_version, src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi, dst_lo=dst_lo,
-        sport=pick(flows.client_port, flows.server_port), dport=pick(flows.server_port, flows.client_port),
-        payload_buf=messages.data, payload_off=segments.payload_off, payload_len=segments.payload_len,
-        seq=segments.seq, ack=segments.ack, flags=segments.flags,
-        window=(np.broadcast_to(np.asarray(flows.window, dtype=np.int64), (len(flows.start_ns),))[f]
-                if segments.window is None else segments.window),
+        proto=TCP, **{k: ends[k] for k in (*_ADDRESSES, "sport", "dport")}, payload_buf=messages.data,
+        payload_off=segments.payload_off, payload_len=segments.payload_len, seq=segments.seq,
+        ack=segments.ack, flags=segments.flags, window=window,
     )  # fmt: skip
-    vlan = np.broadcast_to(np.asarray(flows.vlan), (len(flows.start_ns),))[f]
     return Frames(
-        ts_ns=segments.ts_ns, ip_version=ip_version, src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi,
-        dst_lo=dst_lo, proto=TCP, data_buf=buf, data_off=off, data_len=length, to_server=to_server, vlan=vlan,
+        ts_ns=segments.ts_ns, **{k: ends[k] for k in _ADDRESSES}, proto=TCP, data_buf=buf, data_off=off,
+        data_len=length, to_server=to_server, vlan=ends["vlan"],
     )  # fmt: skip
 
 
 def udp_datagrams(flows: FlowSpec, messages: Messages) -> tuple[Frames, np.ndarray]:
     """One datagram per message, in conversation order, ``gap_ns`` apart within a flow; with each
     frame's flow index."""
-    msg_flow = np.asarray(messages.flow, dtype=np.int64)
-    if np.any(np.diff(msg_flow) < 0):
+    f = np.asarray(messages.flow, dtype=np.int64)
+    if np.any(np.diff(f) < 0):
         raise ValueError("messages must be grouped by flow, in conversation order")
-    n_flows = len(flows.start_ns)
     to_server = np.asarray(messages.direction) == TO_SERVER
-    step = np.arange(len(msg_flow)) - np.searchsorted(msg_flow, msg_flow, side="left")
-    gap = np.broadcast_to(np.asarray(flows.gap_ns, dtype=np.int64), (n_flows,))
-    ts = np.asarray(flows.start_ns, dtype=np.int64)[msg_flow] + step * gap[msg_flow]
-    f = msg_flow
-
-    def pick(client, server):
-        return np.where(to_server, np.asarray(client)[f], np.asarray(server)[f])
-
-    ip_version = np.asarray(flows.ip_version, dtype=np.uint8)[f]
-    src_hi, src_lo = pick(flows.client_hi, flows.server_hi), pick(flows.client_lo, flows.server_lo)
-    dst_hi, dst_lo = pick(flows.server_hi, flows.client_hi), pick(flows.server_lo, flows.client_lo)
+    step = np.arange(len(f)) - np.searchsorted(f, f, side="left")
+    gap = np.broadcast_to(np.asarray(flows.gap_ns, dtype=np.int64), (len(flows.start_ns),))
+    ts = np.asarray(flows.start_ns, dtype=np.int64)[f] + step * gap[f]
+    ends = _directed(flows, f, to_server)
     buf, off, length = build_datagrams(
-        proto=UDP, ip_version=ip_version, src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi, dst_lo=dst_lo,
-        sport=pick(flows.client_port, flows.server_port), dport=pick(flows.server_port, flows.client_port),
-        payload_buf=messages.data, payload_off=messages.offset, payload_len=messages.length,
+        proto=UDP, **{k: ends[k] for k in (*_ADDRESSES, "sport", "dport")}, payload_buf=messages.data,
+        payload_off=messages.offset, payload_len=messages.length,
     )  # fmt: skip
-    vlan = np.broadcast_to(np.asarray(flows.vlan), (n_flows,))[f]
     frames = Frames(
-        ts_ns=ts, ip_version=ip_version, src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi, dst_lo=dst_lo,
-        proto=UDP,
-        data_buf=buf, data_off=off, data_len=length, to_server=to_server, vlan=vlan,
+        ts_ns=ts, **{k: ends[k] for k in _ADDRESSES}, proto=UDP, data_buf=buf, data_off=off, data_len=length,
+        to_server=to_server, vlan=ends["vlan"],
     )  # fmt: skip
     return frames, f

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 
 from dpi.bench.machine import machine_info
 from dpi.bench.run import BenchConfig, run_bench
-from dpi.report import caption, findings_box, machine_line, percent
+from dpi.report import findings_box, machine_line, percent, show
 
 REPO = Path.cwd()
 ET_OPEN = REPO.parent / "shared" / "data" / "rules" / "et-open.rules"
@@ -127,9 +127,7 @@ ax.set_title(f"Inspection speed with {bench['rules']['loaded']:,} rules against 
 for y, v in enumerate(values):
     ax.text(v, y, f" {v:.2f}", va="center", fontsize=9)
 ax.invert_yaxis()
-fig.tight_layout(rect=(0, 0.04, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## 2. Cores needed for 10 Gbit/s, by rule-set size
@@ -149,9 +147,7 @@ for x, p in enumerate(sweep):
         x, p["cores_10g"], f"{p['cores_10g']:,}\n({p['gbps']:.2f} Gbit/s per core)", ha="center", va="bottom"
     )
 ax.set_ylim(0, max(p["cores_10g"] for p in sweep) * 1.3)
-fig.tight_layout(rect=(0, 0.04, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## 3. Where the time goes, stage by stage
@@ -168,9 +164,7 @@ ax.set_ylabel("Gbit/s, one core (log scale)")
 ax.axhline(ten["line_gbps"], color="#1b6e3a", linestyle="--", label="10 GbE line rate")
 ax.set_title("Speed of each stage of the pipeline")
 ax.legend()
-fig.tight_layout(rect=(0, 0.04, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## 4. Packet loss on live capture against offered load
@@ -191,9 +185,7 @@ if live:
     ax.set_ylabel("packets lost, %")
     ax.set_ylim(bottom=0)
     ax.set_title(f"Live capture loss on {live['interface']}")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    caption(fig, MACHINE)
-    plt.show()
+    show(fig, MACHINE)
 else:
     print(f"Not measured here: {live_why}. `dpi bench nic` runs this measurement as root.")
 

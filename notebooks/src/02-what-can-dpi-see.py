@@ -23,7 +23,7 @@ from dpi.bench.machine import machine_info
 from dpi.evaluation import evaluate
 from dpi.gen.generator import GenConfig, generate, write_generated
 from dpi.pipeline import scan
-from dpi.report import caption, findings_box, percent
+from dpi.report import findings_box, percent, show
 from dpi.rules import load_rules
 
 REPO = Path.cwd()
@@ -118,9 +118,7 @@ ax.set_ylabel("%")
 ax.set_ylim(0, 105)
 ax.set_title("What DPI can read, and match, as encryption grows")
 ax.legend()
-fig.tight_layout(rect=(0, 0.04, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## 2. What the rules of a real rule set need to see
@@ -139,9 +137,7 @@ for y, n in enumerate(names):
 ax.set_xlabel("rules")
 ax.set_title(f"{rule_set}: what each rule inspects")
 ax.invert_yaxis()
-fig.tight_layout(rect=(0, 0.04, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## Method and limits

@@ -32,7 +32,7 @@ from dpi.gen.generator import GenConfig, generate, write_generated
 from dpi.gen.plant import unplantable_reason
 from dpi.hostos import DEFRAG_POLICY_OF_HOST_OS
 from dpi.pipeline import scan
-from dpi.report import caption, findings_box, percent
+from dpi.report import findings_box, percent, show
 from dpi.rules import load_rules
 from dpi.settings import load_settings
 
@@ -130,9 +130,7 @@ for i in range(len(CHAINS)):
         ax.text(j, i, f"{recall[i, j]:.2f}", ha="center", va="center", fontsize=8)
 fig.colorbar(image, ax=ax, label="recall (share of attacks found)")
 ax.set_title(f"Recall by evasion and scanner policy (target hosts: {TARGET})")
-fig.tight_layout(rect=(0, 0.05, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## 2. The numbers behind the figure

@@ -23,7 +23,7 @@ import numpy as np
 from dpi.bench.machine import machine_info
 from dpi.gen.generator import GenConfig, generate, write_generated
 from dpi.pipeline import scan
-from dpi.report import caption, findings_box, percent
+from dpi.report import findings_box, percent, show
 from dpi.settings import Settings
 
 REPO = Path.cwd()
@@ -129,9 +129,7 @@ for y, v in enumerate(values):
     ax.text(v, y, f" {v / 1e3:,.1f} kB", va="center", fontsize=9)
 ax.set_title("What is read and what is kept")
 ax.invert_yaxis()
-fig.tight_layout(rect=(0, 0.04, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## 3. How long connection records live
@@ -155,9 +153,7 @@ for value, label, style in (
 ax.set_xscale("log")
 ax.legend(fontsize=8)
 ax.set_title("Connection durations (bundled real capture) against how long records are kept")
-fig.tight_layout(rect=(0, 0.04, 1, 1))
-caption(fig, MACHINE)
-plt.show()
+show(fig, MACHINE)
 
 # %% [markdown]
 # ## Method and limits
