@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"  # in a source checkout
 _MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
 
@@ -24,8 +24,17 @@ class NotebookError(RuntimeError):
     """A notebook cell raised: names the notebook and the cell."""
 
 
-def sources(directory: Path = NOTEBOOK_DIR) -> list[Path]:
-    return sorted((directory / "src").glob("*.py"))
+def notebook_dir() -> Path:
+    """The notebooks folder: the current directory's (a repository root), else the source checkout's
+    (an installed package has none)."""
+    for candidate in (Path.cwd() / "notebooks", NOTEBOOK_DIR):
+        if (candidate / "src").is_dir():
+            return candidate
+    raise NotebookError("no notebooks/src here: run `dpi notebooks` from the repository root")
+
+
+def sources(directory: Path | None = None) -> list[Path]:
+    return sorted(((directory or notebook_dir()) / "src").glob("*.py"))
 
 
 def build(source: Path):
@@ -117,13 +126,14 @@ def run_notebooks(
     small: bool = False,
     out_dir: Path | None = None,
     html: bool = True,
-    directory: Path = NOTEBOOK_DIR,
+    directory: Path | None = None,
 ) -> list[RunResult]:
     """Build and execute the notebooks (all, or those whose name starts with one of ``names``);
     write the executed .ipynb and its HTML into ``out_dir`` (default: the notebooks folder and its
     html/ folder)."""
     import nbformat
 
+    directory = directory or notebook_dir()
     out = Path(out_dir) if out_dir is not None else directory
     results = []
     for source in sources(directory):
@@ -154,6 +164,7 @@ __all__ = [
     "execute",
     "export_html",
     "inject_small",
+    "notebook_dir",
     "run_notebooks",
     "sources",
 ]
