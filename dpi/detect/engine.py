@@ -12,6 +12,7 @@ import numpy as np
 
 from dpi.decode.columns import DecodedBatch
 from dpi.detect.compile import DATAGRAM_KEY_BASE, PROTO_ANY_IP, PROTO_ICMP_ANY, DetectionDatabase
+from dpi.detect.ip_only import build_address_index
 from dpi.detect.kernels import counting_order, detect_headers, detect_streams, last_per_group
 from dpi.detect.stateful import apply_flow_state, forget_flow_state, new_bit_table
 from dpi.detect.verify import verify_candidates
@@ -102,8 +103,11 @@ class Detector:
             np.bincount(fast, minlength=db.n_patterns) if len(fast) else np.zeros(db.n_patterns, np.int64)
         )
         self.fast_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # IP-only rules keyed by an address set are looked up, not tried one by one
+        ip_only = [r for r in db.header_rules.tolist() if db.r_ip_only[r]]
+        self.ip_only_index, linear_ip_only = build_address_index(db, ip_only)
         self.header_group_start, self.header_group_rules, self.header_port_start, self.header_port_rules = (
-            _header_groups(db)
+            _header_groups(db, set(linear_ip_only))
         )
 
     def _grow_states(self, n_slots: int) -> None:
@@ -337,6 +341,7 @@ class Detector:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         s_hi, s_lo, sp, d_hi, d_lo, dp = endpoints(flows, flow, direction)
         proto = decoded.proto.astype(np.int64)
+        ix = self.ip_only_index
         out_rule, out_packet, n = detect_headers(
             self.header_group_start,
             self.header_group_rules,
@@ -368,6 +373,13 @@ class Detector:
             db.p_hi,
             self._ip_only_done(flows.capacity),
             2 * len(flow),
+            ix.b_hi,
+            ix.b_lo,
+            ix.bounds,
+            ix.seg_start,
+            ix.seg_rules,
+            np.full(ix.n_rules, -1, np.int64),
+            np.empty(max(len(ix.indexed), 1), np.int64),
         )
         rule, pkt = out_rule[:n], out_packet[:n]
         if n and db.r_verify[rule].any():
@@ -449,7 +461,7 @@ class Detector:
 PORT_INDEX_MAX = 1024  # rules for at most this many destination ports are indexed by port
 
 
-def _header_groups(db: DetectionDatabase):
+def _header_groups(db: DetectionDatabase, linear_ip_only: set[int]):
     """The header rules by protocol group (kernels.proto_group), then the IP-only ones by
     group (groups 4-7), as CSR arrays; rules for any IP protocol are in every group. TCP
     and UDP rules (one direction) for at most PORT_INDEX_MAX destination ports go to a
@@ -458,6 +470,8 @@ def _header_groups(db: DetectionDatabase):
     by_port: list[tuple[int, int, int]] = []  # (group, port, rule)
     codes = {6: [0], 17: [1], PROTO_ICMP_ANY: [2], PROTO_ANY_IP: [0, 1, 2, 3]}
     for r in db.header_rules.tolist():
+        if db.r_ip_only[r] and r not in linear_ip_only:
+            continue  # found through the address index (dpi.detect.ip_only)
         offset = 4 if db.r_ip_only[r] else 0
         start, end = db.r_dport[r]
         lo, hi = db.p_lo[start:end], db.p_hi[start:end]

@@ -430,6 +430,46 @@ def detect_streams(
 
 
 @nb.njit(cache=True, inline="always")
+def _segment(b_hi, b_lo, side, m, a_hi, a_lo):
+    """The segment of the address on one side of the IP-only index (dpi.detect.ip_only): the
+    number of boundaries at or below it, less one; valid when in [0, m - 1)."""
+    lo, hi = 0, m
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _le128(b_hi[side, mid], b_lo[side, mid], a_hi, a_lo):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@nb.njit(cache=True)
+def ip_only_candidates(b_hi, b_lo, bounds, seg_start, seg_rules, s_hi, s_lo, d_hi, d_lo, i, stamp, cand):
+    """The indexed IP-only rules that packet i's addresses may meet, each once (``stamp``), into
+    ``cand``; returns how many. Each side is looked up with both addresses, for bidirectional
+    rules; the full header check decides."""
+    n = 0
+    for q in range(4):
+        side = q % 2
+        use_src = q == 0 or q == 3
+        a_hi = s_hi if use_src else d_hi
+        a_lo = s_lo if use_src else d_lo
+        m = bounds[side]
+        if m < 2:
+            continue
+        j = _segment(b_hi, b_lo, side, m, a_hi, a_lo)
+        if j < 0 or j >= m - 1:
+            continue
+        for t in range(seg_start[side, j], seg_start[side, j + 1]):
+            r = seg_rules[side, t]
+            if stamp[r] != i:
+                stamp[r] = i
+                cand[n] = r
+                n += 1
+    return n
+
+
+@nb.njit(cache=True, inline="always")
 def proto_group(proto):
     """Header rules are grouped by the packet protocol they can match: 0 TCP, 1 UDP,
     2 ICMP (v4 and v6), 3 anything else (rules for "ip" are in every group)."""
@@ -474,6 +514,13 @@ def detect_headers(
     p_hi,
     ip_only_done,
     capacity,
+    ix_b_hi,
+    ix_b_lo,
+    ix_bounds,
+    ix_seg_start,
+    ix_seg_rules,
+    ix_stamp,
+    ix_cand,
 ):
     """Alerts (rule, packet) for rules without positive content, as (rules, packets, n):
     the outputs grow as needed. ``group_rules[group_start[g] : group_start[g + 1]]`` lists
@@ -481,7 +528,8 @@ def detect_headers(
     the IP-only rules, which Suricata checks once per flow direction, on its first packet:
     ``ip_only_done[2 * flow + direction]`` remembers it. TCP and UDP rules for a few
     destination ports are indexed by port instead (``port_start[g * 65537 + port]``), as
-    Suricata's signature groups by port do."""
+    Suricata's signature groups by port do. IP-only rules keyed by an address set are found
+    through the ``ix_*`` address index (dpi.detect.ip_only) instead of group g + 4."""
     out_rule = np.empty(max(capacity, 16), np.int64)
     out_packet = np.empty(max(capacity, 16), np.int64)
     n_alerts = 0
@@ -490,7 +538,7 @@ def detect_headers(
             continue
         slot = 2 * flow[i] + direction[i]
         g = proto_group(proto[i])
-        for pass_ in range(3):
+        for pass_ in range(4):
             if pass_ == 0:  # the group's rules that are not indexed by port
                 rules, lo, hi = group_rules, group_start[g], group_start[g + 1]
             elif pass_ == 1:  # TCP and UDP rules for a few destination ports: by that port
@@ -498,11 +546,17 @@ def detect_headers(
                     continue
                 at = g * 65537 + dp[i]
                 rules, lo, hi = port_rules, port_start[at], port_start[at + 1]
-            else:  # IP-only rules, on the first packet of the flow direction
+            elif pass_ == 2:  # IP-only rules, on the first packet of the flow direction
                 if ip_only_done[slot]:
                     break
                 ip_only_done[slot] = 1
                 rules, lo, hi = group_rules, group_start[g + 4], group_start[g + 5]
+            else:  # the IP-only rules the address index proposes
+                n_cand = ip_only_candidates(
+                    ix_b_hi, ix_b_lo, ix_bounds, ix_seg_start, ix_seg_rules,
+                    s_hi[i], s_lo[i], d_hi[i], d_lo[i], i, ix_stamp, ix_cand,
+                )  # fmt: skip
+                rules, lo, hi = ix_cand, 0, n_cand
             for k in range(lo, hi):
                 r = rules[k]
                 if header_ok(
