@@ -487,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", required=True, help="ground-truth label file to write (JSON Lines)")
     p.add_argument("--rules", "-r", nargs="+", required=True, help="rule files whose content is planted")
     p.add_argument("--flows", type=int, default=1000, help="flows in the capture")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="the same seed writes the same capture and labels")
     p.add_argument("--planted", type=int, help="flows carrying a rule's content (default: a tenth)")
     p.add_argument("--sids", help="plant only these sids, comma-separated")
     p.add_argument(
@@ -505,8 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tls-share", type=float, help="share of flows that are TLS (the rest keep the default mix)"
     )
-    p.add_argument("--ipv6-share", type=float, default=0.1)
-    p.add_argument("--vlan-share", type=float, default=0.05)
+    p.add_argument("--ipv6-share", type=float, default=0.1, help="share of flows over IPv6")
+    p.add_argument("--vlan-share", type=float, default=0.05, help="share of flows in an 802.1Q VLAN")
     p.add_argument("--duration", type=float, default=10.0, help="seconds over which flows start")
     p.add_argument("--body-median", type=float, default=2000.0, help="median body bytes (lognormal)")
     p.add_argument("--body-sigma", type=float, default=1.0, help="sigma of the body size's logarithm")

@@ -173,6 +173,8 @@ def test_bad_settings_are_refused():
         parse_evasions("tcp-seg,ip-shred")
     with pytest.raises(ValueError, match="multiple of 8"):
         generate(GenConfig(flows=10, evasions=("ip-frag",), frag_size=12))
+    with pytest.raises(ValueError, match="ipv6-share"):
+        generate(GenConfig(flows=10, ipv6_share=-0.1))
     with pytest.raises(ValueError, match="tls-share"):
         generate(GenConfig(flows=10, tls_share=1.5))
     with pytest.raises(ValueError, match="sid"):

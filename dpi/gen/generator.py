@@ -146,8 +146,10 @@ def generate(cfg: GenConfig) -> Generated:
     started = time.perf_counter()
     if cfg.flows < 1:
         raise ValueError("--flows is at least 1")
-    if not 0.0 <= cfg.evasion_share <= 1.0:
-        raise ValueError("the evasion share is a fraction in [0, 1]")
+    for name, share in (("--evasion-share", cfg.evasion_share), ("--ipv6-share", cfg.ipv6_share),
+                        ("--vlan-share", cfg.vlan_share)):  # fmt: skip
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} is a fraction in [0, 1], got {share}")
     settings = EvasionSettings(
         chain=tuple(cfg.evasions),
         seg_size=cfg.seg_size,
