@@ -341,7 +341,7 @@ class Detector:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         s_hi, s_lo, sp, d_hi, d_lo, dp = endpoints(flows, flow, direction)
         proto = decoded.proto.astype(np.int64)
-        ix = self.ip_only_index
+        ix, dz = self.ip_only_index, db.dsize_checks
         out_rule, out_packet, n = detect_headers(
             self.header_group_start,
             self.header_group_rules,
@@ -380,6 +380,13 @@ class Detector:
             ix.seg_rules,
             np.full(ix.n_rules, -1, np.int64),
             np.empty(max(len(ix.indexed), 1), np.int64),
+            dz.start,
+            dz.kind,
+            dz.op,
+            dz.a,
+            dz.b,
+            dz.mask,
+            decoded.payload_len,
         )
         rule, pkt = out_rule[:n], out_packet[:n]
         if n and db.r_verify[rule].any():

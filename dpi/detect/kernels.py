@@ -18,6 +18,7 @@ from dpi.detect.compile import (
     PROTO_ANY_IP,
     PROTO_ICMP_ANY,
 )
+from dpi.detect.packet_checks import dsize_ok
 
 MAX_VERIFY_STEPS = 20000  # bound on backtracking per (rule, chunk), as Suricata bounds recursion
 
@@ -521,6 +522,13 @@ def detect_headers(
     ix_seg_rules,
     ix_stamp,
     ix_cand,
+    dsz_start,
+    dsz_kind,
+    dsz_op,
+    dsz_a,
+    dsz_b,
+    dsz_mask,
+    payload_len,
 ):
     """Alerts (rule, packet) for rules without positive content, as (rules, packets, n):
     the outputs grow as needed. ``group_rules[group_start[g] : group_start[g + 1]]`` lists
@@ -529,7 +537,9 @@ def detect_headers(
     ``ip_only_done[2 * flow + direction]`` remembers it. TCP and UDP rules for a few
     destination ports are indexed by port instead (``port_start[g * 65537 + port]``), as
     Suricata's signature groups by port do. IP-only rules keyed by an address set are found
-    through the ``ix_*`` address index (dpi.detect.ip_only) instead of group g + 4."""
+    through the ``ix_*`` address index (dpi.detect.ip_only) instead of group g + 4. A rule's
+    dsize (``dsz_*``, the packet's ``payload_len``) is checked first: the cheapest test, and
+    the one that rules out most packets for the dsize rules that fill these groups."""
     out_rule = np.empty(max(capacity, 16), np.int64)
     out_packet = np.empty(max(capacity, 16), np.int64)
     n_alerts = 0
@@ -559,6 +569,10 @@ def detect_headers(
                 rules, lo, hi = ix_cand, 0, n_cand
             for k in range(lo, hi):
                 r = rules[k]
+                if dsz_start[r + 1] > dsz_start[r] and not dsize_ok(
+                    r, dsz_start, dsz_kind, dsz_op, dsz_a, dsz_b, dsz_mask, payload_len[i]
+                ):
+                    continue
                 if header_ok(
                     r,
                     proto[i],
