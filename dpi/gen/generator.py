@@ -36,10 +36,9 @@ from dpi.gen.traffic import (
     write_app,
 )
 from dpi.hostos import DEFRAG_POLICY_OF_HOST_OS, STREAM_POLICY_OF_HOST_OS
-from dpi.rules.addresses import IPV4_BASE
+from dpi.rules.addresses import IPV4_BASE, format_address, split_addresses
 from dpi.stream.tcp import STREAM_POLICIES
 
-_MASK64 = (1 << 64) - 1
 V6_CLIENT = 0x2001_0DB8_000C << 80
 V6_SERVER = 0x2001_0DB8_0005 << 80
 START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
@@ -132,14 +131,6 @@ class _RulePicker:
             return rule, payload, ends
         self.impossible.add(ip_version)
         raise ValueError(f"no rule of the set can be planted in an IPv{ip_version} flow")
-
-
-def _address_text(value: int) -> str:
-    if IPV4_BASE <= value <= IPV4_BASE | 0xFFFF_FFFF:
-        return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
-    import ipaddress
-
-    return str(ipaddress.IPv6Address(value))
 
 
 def generate(cfg: GenConfig) -> Generated:
@@ -247,14 +238,14 @@ def generate(cfg: GenConfig) -> Generated:
         }
     messages = w.messages()
 
-    hi = lambda values: np.array([v >> 64 for v in values], np.uint64)  # noqa: E731
-    lo = lambda values: np.array([v & _MASK64 for v in values], np.uint64)  # noqa: E731
+    client_hi, client_lo = split_addresses(client)
+    server_hi, server_lo = split_addresses(server)
     flows = FlowSpec(
         ip_version=version,
-        client_hi=hi(client),
-        client_lo=lo(client),
-        server_hi=hi(server),
-        server_lo=lo(server),
+        client_hi=client_hi,
+        client_lo=client_lo,
+        server_hi=server_hi,
+        server_lo=server_lo,
         client_port=client_port,
         server_port=server_port,
         start_ns=start,
@@ -311,9 +302,9 @@ def generate(cfg: GenConfig) -> Generated:
         record = {
             "flow": f,
             "proto": "TCP" if tcp else "UDP",
-            "src_ip": _address_text(client[f]),
+            "src_ip": format_address(client[f]),
             "src_port": int(client_port[f]),
-            "dest_ip": _address_text(server[f]),
+            "dest_ip": format_address(server[f]),
             "dest_port": int(server_port[f]),
             "ip_version": int(version[f]),
             "vlan": None if vlan[f] < 0 else int(vlan[f]),

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from dpi.gen.session import TO_SERVER, FlowSpec, Messages, _sum_before
+from dpi.rules.addresses import split_addresses
 from dpi.rules.model import Content, Rule
 
 FIRES, UNDECIDED = "fires", "undecided"
@@ -276,8 +277,8 @@ class RuleOracle:
             tcp = np.asarray(proto_tcp, np.bool_)[f_of]
             c_int = np.array([client[f] for f in f_of.tolist()], dtype=object)
             s_int = np.array([server[f] for f in f_of.tolist()], dtype=object)
-            sender = _halves(np.where(to_server_of, c_int, s_int))
-            receiver = _halves(np.where(to_server_of, s_int, c_int))
+            sender = split_addresses(np.where(to_server_of, c_int, s_int))
+            receiver = split_addresses(np.where(to_server_of, s_int, c_int))
             cp, sp = np.asarray(flows.client_port)[f_of], np.asarray(flows.server_port)[f_of]
             sport, dport = np.where(to_server_of, cp, sp), np.where(to_server_of, sp, cp)
             for rule in self.headers_only:
@@ -306,14 +307,6 @@ def filler_byte(rule: Rule) -> int:
     from dpi.gen.plant import filler_byte as plant_filler
 
     return plant_filler(rule)
-
-
-def _halves(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """128-bit Python ints as (high, low) uint64 columns."""
-    return (
-        np.array([v >> 64 for v in values.tolist()], np.uint64),
-        np.array([v & 0xFFFF_FFFF_FFFF_FFFF for v in values.tolist()], np.uint64),
-    )
 
 
 def _in_addresses(addresses, values: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -101,10 +101,20 @@ def parse_address_atom(text: str) -> Intervals:
     return ((value, value),)
 
 
-def _format_address(value: int) -> str:
+def format_address(value: int) -> str:
+    """An address of this 128-bit space as text (IPv4-mapped ones in dotted quads)."""
     if IPV4_BASE <= value <= IPV4_BASE | 0xFFFF_FFFF:
-        return str(ipaddress.IPv4Address(value & 0xFFFF_FFFF))
+        return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
     return str(ipaddress.IPv6Address(value))
+
+
+def split_addresses(values) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit addresses (Python ints) as the (high, low) uint64 columns the kernels use."""
+    values = list(values)
+    return (
+        np.array([v >> 64 for v in values], np.uint64),
+        np.array([v & _MASK64 for v in values], np.uint64),
+    )
 
 
 class AddressSet:
@@ -173,7 +183,7 @@ class AddressSet:
         pieces = sorted(intersect(self.intervals, IPV4_FAMILY) + intersect(self.intervals, IPV6_FAMILY))
         out = []
         for lo, hi in pieces:
-            out.append(_format_address(lo) if lo == hi else f"{_format_address(lo)}-{_format_address(hi)}")
+            out.append(format_address(lo) if lo == hi else f"{format_address(lo)}-{format_address(hi)}")
         return out
 
     def __len__(self) -> int:
