@@ -68,8 +68,8 @@ class PrefilterTables:
 
     fold: np.ndarray  # uint8[256]: byte -> folded byte
     pair: np.ndarray  # uint8[65536]: PAIR_* bits by the last two folded bytes (first byte high)
-    one_ptr: np.ndarray  # int32[257]: class-1 keys of folded byte b are one_keys[one_ptr[b]:one_ptr[b+1]]
-    one_keys: np.ndarray  # int32: unique key ids
+    one_ptr: np.ndarray  # int32[257]: the 1-byte keys that byte b matches are one_keys[one_ptr[b]:one_ptr[b+1]]
+    one_keys: np.ndarray  # int32: unique key ids, already checked (exact or nocase) against b
     filters: np.ndarray  # uint8: the bit filters of the mid and long classes, back to back
     class_params: np.ndarray  # int64[N_CLASSES, PARAM_FIELDS]
     bucket_ptr: np.ndarray  # int32: every class's bucket starts, back to back (each with one extra end)
@@ -138,9 +138,14 @@ def build_prefilter(keys: list[bytes], nocase: list[bool]) -> PrefilterTables:
     for b, lst in enumerate(one_lists):
         if lst:
             pair[b::256] |= PAIR_ONE  # every first byte, this last byte
+    # Listed by raw byte, so that the scan emits them with no compare: an exact key under its own
+    # byte only, a nocase key under both cases of its letter.
+    by_byte = [
+        [u for u in one_lists[fold[b]] if nocase[u] or keys[u][0] == b] for b in range(256)
+    ]
     one_ptr = np.zeros(257, dtype=np.int32)
-    np.cumsum([len(lst) for lst in one_lists], out=one_ptr[1:])
-    one_keys = np.array([u for lst in one_lists for u in lst], dtype=np.int32)
+    np.cumsum([len(lst) for lst in by_byte], out=one_ptr[1:])
+    one_keys = np.array([u for lst in by_byte for u in lst], dtype=np.int32)
     for u in by_class[C_TWO]:
         pair[window_value(folded[u])] |= PAIR_TWO
     for u in by_class[C_THREE]:

@@ -23,6 +23,11 @@ from numba import uint64 as u64
 from .prefilter import (
     C_LONG,
     C_MID,
+    C_THREE,
+    C_TWO,
+    FLAG_LONG,
+    FLAG_MID,
+    PAIR_THREE,
     E_KEY_SHIFT,
     E_PRE,
     E_PRE_MASK,
@@ -108,6 +113,22 @@ def scan_kernel(
     four = u64(4)
     eight = u64(8)
     pair_mask = u64(0xFFFF)
+    two_mask = u64(params[C_TWO, P_MASK])
+    two_off = params[C_TWO, P_BUCKET_OFF]
+    two_shift = u64(64 - params[C_TWO, P_BUCKET_BITS])
+    three_mask = u64(params[C_THREE, P_MASK])
+    three_off = params[C_THREE, P_BUCKET_OFF]
+    three_shift = u64(64 - params[C_THREE, P_BUCKET_BITS])
+    midn_off = params[C_MID, P_BUCKET_OFF]
+    midn_shift = u64(64 - params[C_MID, P_BUCKET_BITS])
+    midw_bits = params[C_MID, P_WIDE_BITS]
+    midw_off = params[C_MID, P_WIDE_OFF]
+    midw_shift = u64(64 - midw_bits)
+    longn_off = params[C_LONG, P_BUCKET_OFF]
+    longn_shift = u64(64 - params[C_LONG, P_BUCKET_BITS])
+    longw_bits = params[C_LONG, P_WIDE_BITS]
+    longw_off = params[C_LONG, P_WIDE_OFF]
+    longw_shift = u64(64 - longw_bits)
     step_mask = LONG_STEP - 1
     n = resume[2]
     for c in range(resume[0], chunk_src.shape[0]):
@@ -142,8 +163,8 @@ def scan_kernel(
                 cand_flag[n_cand] = m
                 cand_window[n_cand] = w
                 n_cand += u64(m != 0)
-            # Verify. Written out here rather than in helpers: a helper taking arrays costs NRT
-            # reference counting on every call, which was most of the time.
+            # Verify. The bucket walks are inlined (a helper taking arrays costs NRT reference
+            # counting on every call); each class's parameters are hoisted out of the loop.
             for k in range(n_cand):
                 i = cand_pos[k]
                 m = cand_flag[k]
@@ -155,78 +176,57 @@ def scan_kernel(
                     return OVERFLOW
                 if m & PAIR_ONE:
                     b = buf[start + i]
-                    fb = fold[b]
-                    for e in range(one_ptr[fb], one_ptr[fb + 1]):
+                    for e in range(one_ptr[b], one_ptr[b + 1]):
                         u = one_keys[e]
-                        if key_nocase[u] or key_bytes[key_ptr[u]] == b:
-                            for j in range(ids_ptr[u], ids_ptr[u + 1]):
-                                if not count_only:
-                                    out_pattern[n] = ids[j]
-                                    out_end[n] = i + 1
-                                n += 1
-                for cls in range(N_CLASSES):
-                    if not m & (PAIR_TWO << cls):
-                        continue
-                    value = v & u64(params[cls, P_MASK])
-                    window = params[cls, P_WINDOW]
-                    shift_any = cls == C_LONG and (i & step_mask) == step_mask
-                    # The folded bytes before the window: in v for the mid class, read for the long one.
-                    pre = v >> u64(8 * window) if window < 8 else u64(0)
-                    if cls == C_LONG:
+                        for j in range(ids_ptr[u], ids_ptr[u + 1]):
+                            if not count_only:
+                                out_pattern[n] = ids[j]
+                                out_end[n] = i + 1
+                            n += 1
+                    if m == PAIR_ONE:
+                        continue  # the common case on binary data: only a 1-byte key ends here
+                if m & PAIR_TWO:
+                    n = _walk(v & two_mask, u64(0), two_off + np.int64(((v & two_mask) * _MULT) >> two_shift),
+                              False, i, 2, buf, start, length, history_len, states, stream, history_end,
+                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                              out_pattern, out_end, n, count_only)
+                if m & PAIR_THREE:
+                    n = _walk(v & three_mask, u64(0), three_off + np.int64(((v & three_mask) * _MULT) >> three_shift),
+                              False, i, 3, buf, start, length, history_len, states, stream, history_end,
+                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                              out_pattern, out_end, n, count_only)
+                if m & FLAG_MID:
+                    value = v & mid_mask
+                    pre = v >> u64(32)
+                    n = _walk(value, pre, midn_off + np.int64((value * _MULT) >> midn_shift),
+                              False, i, 4, buf, start, length, history_len, states, stream, history_end,
+                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                              out_pattern, out_end, n, count_only)
+                    if midw_bits:
+                        n = _walk(value, pre, midw_off + np.int64(((value ^ (pre * _PRE_MULT)) * _MULT) >> midw_shift),
+                                  False, i, 4, buf, start, length, history_len, states, stream, history_end,
+                                  fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                                  out_pattern, out_end, n, count_only)
+                if m & FLAG_LONG:
+                    shift_any = (i & step_mask) == step_mask
+                    pre = u64(0)
+                    if start + i - 15 >= 0 and i >= 15:
+                        for j in range(start + i - 15, start + i - 7):
+                            pre = (pre << eight) | u64(fold[buf[j]])
+                    else:
                         for j in range(i - 15, i - 7):
                             pre <<= eight
                             if j >= -history_len:
-                                pre |= u64(
-                                    fold[buf[start + j] if j >= 0 else states[stream, history_end + j]]
-                                )
-                    for table in range(2):
-                        if table == 0:
-                            hashed = value
-                            at = params[cls, P_BUCKET_OFF]
-                            bits = params[cls, P_BUCKET_BITS]
-                        else:
-                            hashed = value ^ (pre * _PRE_MULT)
-                            at = params[cls, P_WIDE_OFF]
-                            bits = params[cls, P_WIDE_BITS]
-                            if bits == 0:
-                                break
-                        at += np.int64((hashed * _MULT) >> u64(64 - bits))
-                        for e in range(bucket_ptr[at], bucket_ptr[at + 1]):
-                            if (
-                                entries[e, E_WINDOW] != value
-                                or (pre ^ entries[e, E_PRE]) & entries[e, E_PRE_MASK]
-                            ):
-                                continue
-                            r = np.int64(entries[e, E_KEY_SHIFT] >> u64(32))
-                            if r and not shift_any:
-                                continue
-                            end = i + r
-                            if end >= length:
-                                continue  # ends in the next chunk: found there
-                            u = np.int64(entries[e, E_KEY_SHIFT] & u64(0xFFFFFFFF))
-                            first = key_ptr[u]
-                            size = key_ptr[u + 1] - first
-                            s = end - size + 1
-                            if s < -history_len:
-                                continue
-                            nocase = key_nocase[u]
-                            # A nocase key's window already matched (folded); an exact key's only folded.
-                            q = size - 1 - window if nocase and r == 0 else size - 1
-                            while q >= 0:
-                                j = s + q
-                                byte = buf[start + j] if j >= 0 else states[stream, history_end + j]
-                                if nocase:
-                                    byte = fold[byte]
-                                if byte != key_bytes[first + q]:
-                                    break
-                                q -= 1
-                            if q >= 0:
-                                continue
-                            for j in range(ids_ptr[u], ids_ptr[u + 1]):
-                                if not count_only:
-                                    out_pattern[n] = ids[j]
-                                    out_end[n] = end + 1
-                                n += 1
+                                pre |= u64(fold[buf[start + j] if j >= 0 else states[stream, history_end + j]])
+                    n = _walk(v, pre, longn_off + np.int64((v * _MULT) >> longn_shift),
+                              shift_any, i, 8, buf, start, length, history_len, states, stream, history_end,
+                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                              out_pattern, out_end, n, count_only)
+                    if longw_bits:
+                        n = _walk(v, pre, longw_off + np.int64(((v ^ (pre * _PRE_MULT)) * _MULT) >> longw_shift),
+                                  shift_any, i, 8, buf, start, length, history_len, states, stream, history_end,
+                                  fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                                  out_pattern, out_end, n, count_only)
             pos = stop
         if not count_only:
             _sort_matches(out_pattern, out_end, chunk_first, n)
@@ -237,6 +237,50 @@ def scan_kernel(
     resume[0] = chunk_src.shape[0]
     resume[2] = n
     return DONE
+
+
+@njit(cache=True, inline="always")
+def _walk(
+    value, pre, at, shift_any, i, window, buf, start, length, history_len, states, stream, history_end,
+    fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids, out_pattern, out_end, n,
+    count_only,
+):  # fmt: skip
+    """Check the entries of bucket ``at`` against a candidate window ending at chunk position i (its
+    folded value, and the folded bytes before it); write each key that matches; the new write index."""
+    for e in range(bucket_ptr[at], bucket_ptr[at + 1]):
+        if entries[e, E_WINDOW] != value or (pre ^ entries[e, E_PRE]) & entries[e, E_PRE_MASK]:
+            continue
+        r = np.int64(entries[e, E_KEY_SHIFT] >> u64(32))
+        if r and not shift_any:
+            continue
+        end = i + r
+        if end >= length:
+            continue  # ends in the next chunk: found there
+        u = np.int64(entries[e, E_KEY_SHIFT] & u64(0xFFFFFFFF))
+        first = key_ptr[u]
+        size = key_ptr[u + 1] - first
+        s = end - size + 1
+        if s < -history_len:
+            continue
+        nocase = key_nocase[u]
+        # A nocase key's window already matched (folded); an exact key's only folded.
+        q = size - 1 - window if nocase and r == 0 else size - 1
+        while q >= 0:
+            j = s + q
+            byte = buf[start + j] if j >= 0 else states[stream, history_end + j]
+            if nocase:
+                byte = fold[byte]
+            if byte != key_bytes[first + q]:
+                break
+            q -= 1
+        if q >= 0:
+            continue
+        for j in range(ids_ptr[u], ids_ptr[u + 1]):
+            if not count_only:
+                out_pattern[n] = ids[j]
+                out_end[n] = end + 1
+            n += 1
+    return n
 
 
 @njit(cache=True)
