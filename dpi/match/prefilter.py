@@ -68,7 +68,7 @@ class PrefilterTables:
 
     fold: np.ndarray  # uint8[256]: byte -> folded byte
     pair: np.ndarray  # uint8[65536]: PAIR_* bits by the last two folded bytes (first byte high)
-    one_ptr: np.ndarray  # int32[257]: the 1-byte keys that byte b matches are one_keys[one_ptr[b]:one_ptr[b+1]]
+    one_ptr: np.ndarray  # int32[257]: byte b matches 1-byte keys one_keys[one_ptr[b]:one_ptr[b + 1]]
     one_keys: np.ndarray  # int32: unique key ids, already checked (exact or nocase) against b
     filters: np.ndarray  # uint8: the bit filters of the mid and long classes, back to back
     class_params: np.ndarray  # int64[N_CLASSES, PARAM_FIELDS]
@@ -140,9 +140,7 @@ def build_prefilter(keys: list[bytes], nocase: list[bool]) -> PrefilterTables:
             pair[b::256] |= PAIR_ONE  # every first byte, this last byte
     # Listed by raw byte, so that the scan emits them with no compare: an exact key under its own
     # byte only, a nocase key under both cases of its letter.
-    by_byte = [
-        [u for u in one_lists[fold[b]] if nocase[u] or keys[u][0] == b] for b in range(256)
-    ]
+    by_byte = [[u for u in one_lists[fold[b]] if nocase[u] or keys[u][0] == b] for b in range(256)]
     one_ptr = np.zeros(257, dtype=np.int32)
     np.cumsum([len(lst) for lst in by_byte], out=one_ptr[1:])
     one_keys = np.array([u for lst in by_byte for u in lst], dtype=np.int32)

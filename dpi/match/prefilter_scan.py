@@ -25,16 +25,14 @@ from .prefilter import (
     C_MID,
     C_THREE,
     C_TWO,
-    FLAG_LONG,
-    FLAG_MID,
-    PAIR_THREE,
     E_KEY_SHIFT,
     E_PRE,
     E_PRE_MASK,
     E_WINDOW,
+    FLAG_LONG,
+    FLAG_MID,
     HASH_MULTIPLIER,
     LONG_STEP,
-    N_CLASSES,
     P_BUCKET_BITS,
     P_BUCKET_OFF,
     P_FILTER_BITS,
@@ -42,8 +40,8 @@ from .prefilter import (
     P_MASK,
     P_WIDE_BITS,
     P_WIDE_OFF,
-    P_WINDOW,
     PAIR_ONE,
+    PAIR_THREE,
     PAIR_TWO,
     PRE_MULTIPLIER,
 )
@@ -186,47 +184,63 @@ def scan_kernel(
                     if m == PAIR_ONE:
                         continue  # the common case on binary data: only a 1-byte key ends here
                 if m & PAIR_TWO:
-                    n = _walk(v & two_mask, u64(0), two_off + np.int64(((v & two_mask) * _MULT) >> two_shift),
-                              False, i, 2, buf, start, length, history_len, states, stream, history_end,
-                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
-                              out_pattern, out_end, n, count_only)
+                    value = v & two_mask
+                    at = two_off + _slot(value, two_shift)
+                    n = _walk(
+                        value, u64(0), at, False, i, 2, buf, start, length, history_len, states, stream,
+                        history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                        out_pattern, out_end, n, count_only,
+                    )  # fmt: skip
                 if m & PAIR_THREE:
-                    n = _walk(v & three_mask, u64(0), three_off + np.int64(((v & three_mask) * _MULT) >> three_shift),
-                              False, i, 3, buf, start, length, history_len, states, stream, history_end,
-                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
-                              out_pattern, out_end, n, count_only)
+                    value = v & three_mask
+                    at = three_off + _slot(value, three_shift)
+                    n = _walk(
+                        value, u64(0), at, False, i, 3, buf, start, length, history_len, states, stream,
+                        history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                        out_pattern, out_end, n, count_only,
+                    )  # fmt: skip
                 if m & FLAG_MID:
                     value = v & mid_mask
                     pre = v >> u64(32)
-                    n = _walk(value, pre, midn_off + np.int64((value * _MULT) >> midn_shift),
-                              False, i, 4, buf, start, length, history_len, states, stream, history_end,
-                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
-                              out_pattern, out_end, n, count_only)
+                    at = midn_off + _slot(value, midn_shift)
+                    n = _walk(
+                        value, pre, at, False, i, 4, buf, start, length, history_len, states, stream,
+                        history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                        out_pattern, out_end, n, count_only,
+                    )  # fmt: skip
                     if midw_bits:
-                        n = _walk(value, pre, midw_off + np.int64(((value ^ (pre * _PRE_MULT)) * _MULT) >> midw_shift),
-                                  False, i, 4, buf, start, length, history_len, states, stream, history_end,
-                                  fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
-                                  out_pattern, out_end, n, count_only)
+                        at = midw_off + _slot(value ^ (pre * _PRE_MULT), midw_shift)
+                        n = _walk(
+                            value, pre, at, False, i, 4, buf, start, length, history_len, states, stream,
+                            history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr,
+                            ids, out_pattern, out_end, n, count_only,
+                        )  # fmt: skip
                 if m & FLAG_LONG:
                     shift_any = (i & step_mask) == step_mask
+                    # The 8 folded bytes before the window (missing ones as 0)
                     pre = u64(0)
-                    if start + i - 15 >= 0 and i >= 15:
+                    if i >= 15:
                         for j in range(start + i - 15, start + i - 7):
                             pre = (pre << eight) | u64(fold[buf[j]])
                     else:
                         for j in range(i - 15, i - 7):
                             pre <<= eight
                             if j >= -history_len:
-                                pre |= u64(fold[buf[start + j] if j >= 0 else states[stream, history_end + j]])
-                    n = _walk(v, pre, longn_off + np.int64((v * _MULT) >> longn_shift),
-                              shift_any, i, 8, buf, start, length, history_len, states, stream, history_end,
-                              fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
-                              out_pattern, out_end, n, count_only)
+                                byte = buf[start + j] if j >= 0 else states[stream, history_end + j]
+                                pre |= u64(fold[byte])
+                    at = longn_off + _slot(v, longn_shift)
+                    n = _walk(
+                        v, pre, at, shift_any, i, 8, buf, start, length, history_len, states, stream,
+                        history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
+                        out_pattern, out_end, n, count_only,
+                    )  # fmt: skip
                     if longw_bits:
-                        n = _walk(v, pre, longw_off + np.int64(((v ^ (pre * _PRE_MULT)) * _MULT) >> longw_shift),
-                                  shift_any, i, 8, buf, start, length, history_len, states, stream, history_end,
-                                  fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
-                                  out_pattern, out_end, n, count_only)
+                        at = longw_off + _slot(v ^ (pre * _PRE_MULT), longw_shift)
+                        n = _walk(
+                            v, pre, at, shift_any, i, 8, buf, start, length, history_len, states, stream,
+                            history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr,
+                            ids, out_pattern, out_end, n, count_only,
+                        )  # fmt: skip
             pos = stop
         if not count_only:
             _sort_matches(out_pattern, out_end, chunk_first, n)
@@ -237,6 +251,12 @@ def scan_kernel(
     resume[0] = chunk_src.shape[0]
     resume[2] = n
     return DONE
+
+
+@njit(cache=True, inline="always")
+def _slot(hashed, shift):
+    """The bucket of a hashed window in a table of 2**(64 - shift) buckets."""
+    return np.int64((hashed * _MULT) >> shift)
 
 
 @njit(cache=True, inline="always")
