@@ -786,7 +786,12 @@ def count_new(table: FlowTable, eligible: np.ndarray, packets, decoded) -> tuple
 
 def endpoints(table: FlowTable, flow: np.ndarray, direction: np.ndarray):
     """(src_hi, src_lo, sport, dst_hi, dst_lo, dport) of packets sent in ``direction`` on
-    ``flow`` (TO_SERVER: the client is the source). A flow index of -1 reads flow 0."""
+    ``flow`` (TO_SERVER: the client is the source). A flow index of -1 reads flow 0, or zeros
+    while the table has no flow at all (a batch of packets none of which opened one)."""
+    if table.client_is_a.shape[0] == 0:
+        zero = np.zeros(len(flow), np.uint64)
+        port = np.zeros(len(flow), np.int64)
+        return zero, zero.copy(), port, zero.copy(), zero.copy(), port.copy()
     f = np.maximum(flow, 0)
     client_is_a = table.client_is_a[f] == 1
     src_is_a = np.where(direction == TO_SERVER, client_is_a, ~client_is_a)
