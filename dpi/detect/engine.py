@@ -13,7 +13,13 @@ import numpy as np
 from dpi.decode.columns import DecodedBatch
 from dpi.detect.compile import DATAGRAM_KEY_BASE, PROTO_ANY_IP, PROTO_ICMP_ANY, DetectionDatabase
 from dpi.detect.ip_only import build_address_index
-from dpi.detect.kernels import counting_order, detect_headers, detect_streams, last_per_group
+from dpi.detect.kernels import (
+    counting_order,
+    detect_headers,
+    detect_streams,
+    last_per_group,
+    stream_records,
+)
 from dpi.detect.stateful import apply_flow_state, forget_flow_state, new_bit_table
 from dpi.detect.verify import verify_candidates
 from dpi.flow.table import FlowTable, endpoints, established
@@ -173,10 +179,10 @@ class Detector:
         sel = np.nonzero(live_group[group])[0]
         if len(sel) == 0 or n_ch == 0:
             return AlertBatch.empty()
-        by_pos = counting_order(group, n_groups, sel)
-        r_key, r_pattern, r_pos = group_keys[group[by_pos]], pattern[by_pos], pos[by_pos]
-        by_pat = counting_order(group, n_groups, counting_order(pattern, db.n_patterns, sel))
-        o_key, o_pattern, o_pos = group_keys[group[by_pat]], pattern[by_pat], pos[by_pat]
+        r_key, r_pattern, r_pos, o_key, o_pattern, o_pos = stream_records(
+            group, n_groups, group_keys, pattern, db.n_patterns, pos, sel,
+            self.fast_start, self.fast_rule, db.r_contents, db.c_pattern,
+        )  # fmt: skip
         corder = np.argsort(ch_key, kind="stable")
         s_hi, s_lo, sp, d_hi, d_lo, dp = endpoints(flows, chunks.flow, chunks.direction)
         proto = flows.proto[np.maximum(chunks.flow, 0)].astype(np.int64)

@@ -628,6 +628,90 @@ def counting_order(values, n_values, order):
 
 
 @nb.njit(cache=True)
+def stream_records(
+    group, n_groups, group_keys, pattern, n_patterns, pos, sel, fast_start, fast_rule, r_contents, c_pattern
+):  # fmt: skip
+    """The selected match records that detect_streams can use, in the two orders it reads them.
+
+    A record of pattern p in stream group g can matter only to a rule that is a candidate in g
+    (its fast pattern occurs in g) and has a content on p; the others are dropped here, before
+    they are sorted. (Short non-fast contents, such as a lone "i" of four log4j rules, give most
+    of the records in text while their rules are rarely candidates.) The candidates are found
+    from the same records detect_streams would find them from, so nothing it reads changes.
+
+    Returns ``r_*``: by stream key, then stream position (the records' order within each group,
+    kept by stable counting sorts), and ``o_*``: by stream key, then pattern, then position;
+    each as (key, pattern, position)."""
+    group_start = np.zeros(n_groups + 1, np.int64)
+    for i in sel:
+        group_start[group[i] + 1] += 1
+    for g in range(n_groups):
+        group_start[g + 1] += group_start[g]
+    grouped = np.empty(sel.shape[0], np.int64)  # record indexes by group, in record order
+    at = group_start[:n_groups].copy()
+    for i in sel:
+        g = group[i]
+        grouped[at[g]] = i
+        at[g] += 1
+    # Per group: its fast patterns -> candidate rules -> the patterns of their contents.
+    fast_seen = np.full(n_patterns, -1, np.int64)
+    needed = np.full(n_patterns, -1, np.int64)
+    kept_start = np.zeros(n_groups + 1, np.int64)
+    n_kept = 0
+    for g in range(n_groups):
+        for k in range(group_start[g], group_start[g + 1]):
+            p = pattern[grouped[k]]
+            if fast_seen[p] == g:
+                continue
+            fast_seen[p] = g
+            for q in range(fast_start[p], fast_start[p + 1]):
+                r = fast_rule[q]
+                for c in range(r_contents[r, 0], r_contents[r, 1]):
+                    needed[c_pattern[c]] = g
+        for k in range(group_start[g], group_start[g + 1]):
+            i = grouped[k]
+            if needed[pattern[i]] == g:
+                grouped[n_kept] = i  # n_kept <= k: compacts in place
+                n_kept += 1
+        kept_start[g + 1] = n_kept
+    r_key = np.empty(n_kept, np.int64)
+    r_pattern = np.empty(n_kept, np.int64)
+    r_pos = np.empty(n_kept, np.int64)
+    for g in range(n_groups):
+        for k in range(kept_start[g], kept_start[g + 1]):
+            i = grouped[k]
+            r_key[k] = group_keys[g]
+            r_pattern[k] = pattern[i]
+            r_pos[k] = pos[i]
+    # By pattern (stable, so positions stay in order), then by group (stable again).
+    pattern_start = np.zeros(n_patterns + 1, np.int64)
+    for k in range(n_kept):
+        pattern_start[r_pattern[k] + 1] += 1
+    for v in range(n_patterns):
+        pattern_start[v + 1] += pattern_start[v]
+    by_pattern = np.empty(n_kept, np.int64)
+    for k in range(n_kept):
+        v = r_pattern[k]
+        by_pattern[pattern_start[v]] = k
+        pattern_start[v] += 1
+    group_of = np.empty(n_kept, np.int64)
+    for g in range(n_groups):
+        group_of[kept_start[g] : kept_start[g + 1]] = g
+    o_key = np.empty(n_kept, np.int64)
+    o_pattern = np.empty(n_kept, np.int64)
+    o_pos = np.empty(n_kept, np.int64)
+    at = kept_start[:n_groups].copy()
+    for k in by_pattern:
+        g = group_of[k]
+        j = at[g]
+        o_key[j] = r_key[k]
+        o_pattern[j] = r_pattern[k]
+        o_pos[j] = r_pos[k]
+        at[g] = j + 1
+    return r_key, r_pattern, r_pos, o_key, o_pattern, o_pos
+
+
+@nb.njit(cache=True)
 def last_per_group(group, n_groups, keep_last):
     """Mask of the last ``keep_last`` records of each group, records being in order
     within each group."""
