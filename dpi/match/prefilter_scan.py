@@ -162,7 +162,9 @@ def scan_kernel(
                 cand_window[n_cand] = w
                 n_cand += u64(m != 0)
             # Verify. The bucket walks are inlined (a helper taking arrays costs NRT reference
-            # counting on every call); each class's parameters are hoisted out of the loop.
+            # counting on every call); each class's parameters are hoisted out of the loop. The
+            # narrow-then-wide pair of walks is written out for both classes that have one: moved
+            # into a second inlined helper it made the whole scan 30-45% slower (measured).
             for k in range(n_cand):
                 i = cand_pos[k]
                 m = cand_flag[k]
