@@ -43,35 +43,16 @@ def _random_case(rng: np.random.Generator):
     for i in range(n):  # within a group, records come in stream order
         last[group[i]] += int(rng.integers(0, 5))
         pos[i] = last[group[i]]
-    sel = (
-        np.sort(rng.choice(n, int(rng.integers(0, n + 1)), replace=False)).astype(np.int64)
-        if n
-        else group[:0]
-    )
-    return (
-        group,
-        n_groups,
-        group_keys,
-        pattern,
-        n_patterns,
-        pos,
-        sel,
-        fast_start,
-        fast_rule,
-        r_contents,
-        c_pattern,
-    ), (
-        r_fast,
-        contents,
-    )
+    args = (group, n_groups, group_keys, pattern, n_patterns, pos)
+    return args + (fast_start, fast_rule, r_contents, c_pattern), (r_fast, contents)
 
 
 def _reference(args, rules):
-    group, n_groups, group_keys, pattern, n_patterns, pos, sel, *_ = args
+    group, n_groups, group_keys, pattern, n_patterns, pos, *_ = args
     r_fast, contents = rules
     kept = []
     for g in range(n_groups):
-        mine = [i for i in sel.tolist() if group[i] == g]
+        mine = [i for i in range(len(group)) if group[i] == g]
         present = {int(pattern[i]) for i in mine}
         needed = set()
         for r, cs in enumerate(contents):
@@ -110,7 +91,7 @@ def test_records_of_a_pattern_no_candidate_uses_are_dropped():
     pattern = np.array([3, 0, 1, 3], np.int64)
     pos = np.array([1, 2, 3, 4], np.int64)
     r_key, r_pattern, r_pos, o_key, o_pattern, o_pos = stream_records(
-        group, 1, np.array([7], np.int64), pattern, 4, pos, np.arange(4, dtype=np.int64),
+        group, 1, np.array([7], np.int64), pattern, 4, pos,
         fast_start, fast_rule, r_contents, c_pattern,
     )  # fmt: skip
     assert r_pattern.tolist() == [0, 1] and r_pos.tolist() == [2, 3] and r_key.tolist() == [7, 7]

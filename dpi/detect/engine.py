@@ -172,17 +172,14 @@ class Detector:
         pattern = np.concatenate([self.h_pattern, pattern])
         pos = np.concatenate([self.h_pos, pos])
         self._keep_history(group_keys, group, pattern, pos, n_groups, ch_key)
-        # only streams where some rule's fast pattern occurs can alert
-        fast = np.zeros(max(db.n_patterns, 1), np.bool_)
-        fast[db.r_fast[db.r_fast >= 0]] = True
-        live_group = np.bincount(group[fast[pattern]], minlength=n_groups) > 0
-        sel = np.nonzero(live_group[group])[0]
-        if len(sel) == 0 or n_ch == 0:
-            return AlertBatch.empty()
+        # only streams where some rule's fast pattern occurs can alert, and there only through
+        # the contents of those rules: the other records go before sorting
         r_key, r_pattern, r_pos, o_key, o_pattern, o_pos = stream_records(
-            group, n_groups, group_keys, pattern, db.n_patterns, pos, sel,
+            group, n_groups, group_keys, pattern, db.n_patterns, pos,
             self.fast_start, self.fast_rule, db.r_contents, db.c_pattern,
         )  # fmt: skip
+        if len(r_key) == 0 or n_ch == 0:
+            return AlertBatch.empty()
         corder = np.argsort(ch_key, kind="stable")
         s_hi, s_lo, sp, d_hi, d_lo, dp = endpoints(flows, chunks.flow, chunks.direction)
         proto = flows.proto[np.maximum(chunks.flow, 0)].astype(np.int64)

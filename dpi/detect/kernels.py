@@ -629,9 +629,9 @@ def counting_order(values, n_values, order):
 
 @nb.njit(cache=True)
 def stream_records(
-    group, n_groups, group_keys, pattern, n_patterns, pos, sel, fast_start, fast_rule, r_contents, c_pattern
+    group, n_groups, group_keys, pattern, n_patterns, pos, fast_start, fast_rule, r_contents, c_pattern
 ):  # fmt: skip
-    """The selected match records that detect_streams can use, in the two orders it reads them.
+    """The match records that detect_streams can use, in the two orders it reads them.
 
     A record of pattern p in stream group g can matter only to a rule that is a candidate in g
     (its fast pattern occurs in g) and has a content on p; the others are dropped here, before
@@ -642,14 +642,15 @@ def stream_records(
     Returns ``r_*``: by stream key, then stream position (the records' order within each group,
     kept by stable counting sorts), and ``o_*``: by stream key, then pattern, then position;
     each as (key, pattern, position)."""
+    n = group.shape[0]
     group_start = np.zeros(n_groups + 1, np.int64)
-    for i in sel:
+    for i in range(n):
         group_start[group[i] + 1] += 1
     for g in range(n_groups):
         group_start[g + 1] += group_start[g]
-    grouped = np.empty(sel.shape[0], np.int64)  # record indexes by group, in record order
+    grouped = np.empty(n, np.int64)  # record indexes by group, in record order
     at = group_start[:n_groups].copy()
-    for i in sel:
+    for i in range(n):
         g = group[i]
         grouped[at[g]] = i
         at[g] += 1
