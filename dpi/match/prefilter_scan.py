@@ -25,6 +25,7 @@ from .prefilter import (
     C_MID,
     C_THREE,
     C_TWO,
+    CLASS_WINDOWS,
     E_KEY_SHIFT,
     E_PRE,
     E_PRE_MASK,
@@ -52,6 +53,8 @@ HISTORY_HEADER = 2  # bytes of a stream state before its history
 
 _MULT = np.uint64(HASH_MULTIPLIER)
 _PRE_MULT = np.uint64(PRE_MULTIPLIER)
+# Window bytes of each class (the kernel's bucket walks take them as constants)
+W_2, W_3, W_MID, W_LONG = CLASS_WINDOWS
 
 
 @njit(cache=True)
@@ -189,7 +192,7 @@ def scan_kernel(
                     value = v & two_mask
                     at = two_off + _slot(value, two_shift)
                     n = _walk(
-                        value, u64(0), at, False, i, 2, buf, start, length, history_len, states, stream,
+                        value, u64(0), at, False, i, W_2, buf, start, length, history_len, states, stream,
                         history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
                         out_pattern, out_end, n, count_only,
                     )  # fmt: skip
@@ -197,23 +200,23 @@ def scan_kernel(
                     value = v & three_mask
                     at = three_off + _slot(value, three_shift)
                     n = _walk(
-                        value, u64(0), at, False, i, 3, buf, start, length, history_len, states, stream,
+                        value, u64(0), at, False, i, W_3, buf, start, length, history_len, states, stream,
                         history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
                         out_pattern, out_end, n, count_only,
                     )  # fmt: skip
                 if m & FLAG_MID:
                     value = v & mid_mask
-                    pre = v >> u64(32)
+                    pre = v >> u64(8 * W_MID)  # the folded bytes before the window
                     at = midn_off + _slot(value, midn_shift)
                     n = _walk(
-                        value, pre, at, False, i, 4, buf, start, length, history_len, states, stream,
+                        value, pre, at, False, i, W_MID, buf, start, length, history_len, states, stream,
                         history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
                         out_pattern, out_end, n, count_only,
                     )  # fmt: skip
                     if midw_bits:
                         at = midw_off + _slot(value ^ (pre * _PRE_MULT), midw_shift)
                         n = _walk(
-                            value, pre, at, False, i, 4, buf, start, length, history_len, states, stream,
+                            value, pre, at, False, i, W_MID, buf, start, length, history_len, states, stream,
                             history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr,
                             ids, out_pattern, out_end, n, count_only,
                         )  # fmt: skip
@@ -232,14 +235,14 @@ def scan_kernel(
                                 pre |= u64(fold[byte])
                     at = longn_off + _slot(v, longn_shift)
                     n = _walk(
-                        v, pre, at, shift_any, i, 8, buf, start, length, history_len, states, stream,
+                        v, pre, at, shift_any, i, W_LONG, buf, start, length, history_len, states, stream,
                         history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr, ids,
                         out_pattern, out_end, n, count_only,
                     )  # fmt: skip
                     if longw_bits:
                         at = longw_off + _slot(v ^ (pre * _PRE_MULT), longw_shift)
                         n = _walk(
-                            v, pre, at, shift_any, i, 8, buf, start, length, history_len, states, stream,
+                            v, pre, at, shift_any, i, W_LONG, buf, start, length, history_len, states, stream,
                             history_end, fold, bucket_ptr, entries, key_bytes, key_ptr, key_nocase, ids_ptr,
                             ids, out_pattern, out_end, n, count_only,
                         )  # fmt: skip
