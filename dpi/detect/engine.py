@@ -17,6 +17,7 @@ from dpi.detect.kernels import (
     counting_order,
     detect_headers,
     detect_streams,
+    join_records,
     last_per_group,
     stream_records,
 )
@@ -124,8 +125,8 @@ class Detector:
         self.states = grown
 
     def scan(self, buf: np.ndarray, chunks: ChunkTable, n_slots: int):
-        """Run the matcher over the chunks; returns (chunk, pattern, stream position of the
-        end) of every occurrence, in chunk order."""
+        """Run the matcher over the chunks; returns (chunk, pattern, end within the chunk) of
+        every occurrence, in chunk order."""
         if self.db.matcher is None or len(chunks) == 0:
             z = np.zeros(0, np.int64)
             return z, z.copy(), z.copy()
@@ -133,8 +134,7 @@ class Detector:
         m_pat, m_chunk, m_end = self.db.matcher.scan_chunks(
             buf, chunks.side, chunks.src, chunks.offset, chunks.length, chunks.stream, self.states
         )
-        pos = chunks.stream_pos[m_chunk] + m_end
-        return m_chunk, m_pat.astype(np.int64, copy=False), pos
+        return m_chunk, m_pat.astype(np.int64, copy=False), m_end
 
     def detect_chunks(
         self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at, decoded=None
@@ -157,7 +157,7 @@ class Detector:
 
     def _detect_pass(self, buf, chunks: ChunkTable, n_slots: int, flows: FlowTable, established_at, decoded):
         db = self.db
-        m_chunk, pattern, pos = self.scan(buf, chunks, n_slots)
+        m_chunk, m_pattern, m_end = self.scan(buf, chunks, n_slots)
         n_ch = len(chunks)
         chunk_ids = np.arange(n_ch, dtype=np.int64)
         ch_key = np.where(chunks.stream >= 0, chunks.stream, DATAGRAM_KEY_BASE + self.chunk_base + chunk_ids)
@@ -168,9 +168,11 @@ class Detector:
         group_keys = np.unique(np.concatenate([ch_key, self.h_key]))
         n_groups = len(group_keys)
         ch_group = np.searchsorted(group_keys, ch_key)
-        group = np.concatenate([np.searchsorted(group_keys, self.h_key), ch_group[m_chunk]])
-        pattern = np.concatenate([self.h_pattern, pattern])
-        pos = np.concatenate([self.h_pos, pos])
+        # the carried history first, then this pass's matches (stream position of each end)
+        group, pattern, pos = join_records(
+            np.searchsorted(group_keys, self.h_key), self.h_pattern, self.h_pos,
+            m_chunk, m_pattern, m_end, ch_group, chunks.stream_pos,
+        )  # fmt: skip
         self._keep_history(group_keys, group, pattern, pos, n_groups, ch_key)
         # only streams where some rule's fast pattern occurs can alert, and there only through
         # the contents of those rules: the other records go before sorting
@@ -328,8 +330,7 @@ class Detector:
         """Carry the last HISTORY_PER_STREAM records of every TCP stream to the next batch
         (records in stream order within each group); past HISTORY_MAX_RECORDS in all, the
         streams with data in this batch keep theirs first."""
-        keep = last_per_group(group, n_groups, HISTORY_PER_STREAM) & (group_keys[group] < DATAGRAM_KEY_BASE)
-        kept = np.nonzero(keep)[0]
+        kept = last_per_group(group, n_groups, HISTORY_PER_STREAM, group_keys, DATAGRAM_KEY_BASE)
         if len(kept) > HISTORY_MAX_RECORDS:
             active = np.isin(group_keys, active_keys)[group[kept]]
             self.history_dropped += len(kept) - HISTORY_MAX_RECORDS

@@ -628,6 +628,27 @@ def counting_order(values, n_values, order):
 
 
 @nb.njit(cache=True)
+def join_records(h_group, h_pattern, h_pos, m_chunk, m_pattern, m_end, ch_group, ch_stream_pos):
+    """(group, pattern, stream position) of the carried history records, then of this pass's
+    matches (a match's group and position come from its chunk), in one pass over each."""
+    n_h = h_group.shape[0]
+    n = n_h + m_chunk.shape[0]
+    group = np.empty(n, np.int64)
+    pattern = np.empty(n, np.int64)
+    pos = np.empty(n, np.int64)
+    for k in range(n_h):
+        group[k] = h_group[k]
+        pattern[k] = h_pattern[k]
+        pos[k] = h_pos[k]
+    for k in range(m_chunk.shape[0]):
+        c = m_chunk[k]
+        group[n_h + k] = ch_group[c]
+        pattern[n_h + k] = m_pattern[k]
+        pos[n_h + k] = ch_stream_pos[c] + m_end[k]
+    return group, pattern, pos
+
+
+@nb.njit(cache=True)
 def stream_records(
     group, n_groups, group_keys, pattern, n_patterns, pos, fast_start, fast_rule, r_contents, c_pattern
 ):  # fmt: skip
@@ -713,16 +734,23 @@ def stream_records(
 
 
 @nb.njit(cache=True)
-def last_per_group(group, n_groups, keep_last):
-    """Mask of the last ``keep_last`` records of each group, records being in order
-    within each group."""
+def last_per_group(group, n_groups, keep_last, group_keys, key_limit):
+    """Indexes of the last ``keep_last`` records of each group whose key is below
+    ``key_limit`` (records being in order within each group), in record order."""
     total = np.zeros(n_groups, np.int64)
     for g in group:
         total[g] += 1
+    n_keep = 0
+    for g in range(n_groups):
+        if group_keys[g] < key_limit:
+            n_keep += min(total[g], keep_last)
+    kept = np.empty(n_keep, np.int64)
     seen = np.zeros(n_groups, np.int64)
-    keep = np.zeros(group.shape[0], np.bool_)
+    j = 0
     for i in range(group.shape[0]):
         g = group[i]
-        keep[i] = seen[g] >= total[g] - keep_last
+        if group_keys[g] < key_limit and seen[g] >= total[g] - keep_last:
+            kept[j] = i
+            j += 1
         seen[g] += 1
-    return keep
+    return kept
