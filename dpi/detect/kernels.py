@@ -706,16 +706,7 @@ def stream_records(
             r_pattern[k] = pattern[i]
             r_pos[k] = pos[i]
     # By pattern (stable, so positions stay in order), then by group (stable again).
-    pattern_start = np.zeros(n_patterns + 1, np.int64)
-    for k in range(n_kept):
-        pattern_start[r_pattern[k] + 1] += 1
-    for v in range(n_patterns):
-        pattern_start[v + 1] += pattern_start[v]
-    by_pattern = np.empty(n_kept, np.int64)
-    for k in range(n_kept):
-        v = r_pattern[k]
-        by_pattern[pattern_start[v]] = k
-        pattern_start[v] += 1
+    by_pattern = counting_order(r_pattern, n_patterns, np.arange(n_kept))
     group_of = np.empty(n_kept, np.int64)
     for g in range(n_groups):
         group_of[kept_start[g] : kept_start[g + 1]] = g
