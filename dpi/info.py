@@ -12,6 +12,7 @@ import numpy as np
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, open_capture
 from dpi.decode import decode_batch
 from dpi.decode.status import count_by_status
+from dpi.decode.tunnel import TUNNEL_NAMES
 from dpi.output.eve import format_timestamp
 
 LINKTYPE_NAMES = {
@@ -100,6 +101,10 @@ def summarize(
             for name, number in PROTOCOLS.items():
                 protos[name] += int(((dec.ip_version != 0) & (dec.proto == number)).sum())
             protos["fragments"] += int(dec.is_fragment.sum())
+            # tunnelled packets are counted above by their inner packet, and here by tunnel
+            protos["tunnelled"] += int(np.count_nonzero(dec.tunnel_depth))
+            for kind, count in enumerate(np.bincount(dec.tunnel_kind, minlength=len(TUNNEL_NAMES))[1:], 1):
+                protos[f"tunnelled_{TUNNEL_NAMES[kind]}"] += int(count)
             if n:
                 bar.update(int(batch.offset[-1] + batch.caplen[-1]), summary.packets)
         summary.format = cap.info.format

@@ -42,6 +42,10 @@ CAPTURES = [
     "zeek/ipv4-fragmented-4.pcap",
     "zeek/ipv6-fragmented-dns.pcap",
     "zeek/ipv4-fragmented-syn.pcap",
+    # tunnels: the conversations inside them
+    "zeek/tunnel-gre-sample.pcap",
+    "zeek/tunnel-vxlan-http.pcap",
+    "zeek/tunnel-6in4.pcap",
 ]
 
 
@@ -52,10 +56,11 @@ def _events(path) -> list[dict]:
 
 
 def _tshark_counts(path, proto: str) -> Counter:
-    """{(src, sport, dst, dport): [frames, bytes]} from tshark's dissection; frames inside a
-    tunnel or quoted by an ICMP error are not this protocol's conversations. A datagram
-    reassembled from IP fragments counts once, in the frame that completed it, with that
-    frame's length: dpi counts it the same way."""
+    """{(src, sport, dst, dport): [frames, bytes]} from tshark's dissection. A tunnelled frame
+    counts in the conversation of the packet inside (its innermost IP layer), with the frame's
+    length, as dpi counts it; a packet quoted by an ICMP error is not this protocol's
+    conversation. A datagram reassembled from IP fragments counts once, in the frame that
+    completed it, with that frame's length: dpi counts it the same way."""
     fields = [
         "frame.protocols",
         "ip.src",
@@ -78,9 +83,25 @@ def _tshark_counts(path, proto: str) -> Counter:
     for row in rows:
         layers, s4, s6, sp, d4, d6, dp, length, frag4, frag6 = row.split("|")
         chain = layers.split(":")
-        if chain.count("ip") + chain.count("ipv6") != 1 or "," in s4 + s6 + sp:
-            continue
-        key = (s4 or s6, int(sp), d4 or d6, int(dp))
+        for k, layer in enumerate(chain):
+            if layer in ("icmp", "icmpv6"):
+                chain = chain[:k]  # what follows is a quoted packet
+                break
+        innermost = max(k for k, layer in enumerate(chain) if layer in ("ip", "ipv6"))
+        # the layer above the innermost IP, past its extension headers (ipv6.fraghdr, ...)
+        upper = [layer for layer in chain[innermost + 1 :] if not layer.startswith("ipv6.")]
+        if upper[:1] != [proto]:
+            continue  # the packet inside is not of this protocol (a UDP tunnel of TCP, say)
+        version = chain[innermost]
+        nth = chain.count(version) - 1
+        src, dst = (s4, d4) if version == "ip" else (s6, d6)
+        nth_port = chain.count(proto) - 1
+        key = (
+            src.split(",")[nth],
+            int(sp.split(",")[nth_port]),
+            dst.split(",")[nth],
+            int(dp.split(",")[nth_port]),
+        )
         counts[key + ("frames",)] += 1
         counts[key + ("bytes",)] += int(length)
     return counts

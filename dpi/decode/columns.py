@@ -15,6 +15,8 @@ IPV4_MAPPED_LO_PREFIX = np.uint64(0x0000FFFF00000000)
 class DecodedBatch:
     """Per-packet header columns; one row per packet of the PacketBatch it came from.
 
+    A tunnelled packet's row describes the IP packet inside the tunnel (dpi.decode.tunnel).
+
     Offsets are absolute byte offsets into the PacketBatch's ``buffer``. Fields a packet
     does not have are zero. ``status`` is a :mod:`dpi.decode.status` code: 0 means every
     header was present and sane.
@@ -46,6 +48,8 @@ class DecodedBatch:
     vlan: np.ndarray  # uint16, innermost 802.1Q VLAN id (0 when untagged)
     vlan_outer: np.ndarray  # uint16, outer VLAN id for QinQ (0 when single or untagged)
     ttl: np.ndarray  # uint8, IPv4 TTL / IPv6 hop limit
+    tunnel_depth: np.ndarray  # uint8, encapsulations removed to reach this row's IP packet (0: none)
+    tunnel_kind: np.ndarray  # uint8, the outermost one (dpi.decode.tunnel.TUNNEL_NAMES)
 
     def __len__(self) -> int:
         return int(self.status.shape[0])
@@ -79,5 +83,7 @@ class DecodedBatch:
             "vlan": np.uint16,
             "vlan_outer": np.uint16,
             "ttl": np.uint8,
+            "tunnel_depth": np.uint8,
+            "tunnel_kind": np.uint8,
         }
         return DecodedBatch(**{f.name: np.zeros(n, dtype=dtypes[f.name]) for f in fields(DecodedBatch)})

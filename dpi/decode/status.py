@@ -45,6 +45,7 @@ class Status(IntEnum):
     FRAGMENT = 1  # an IPv4/IPv6 fragment; L4 decoded only for the first fragment
     CAPTURE_TRUNCATED = 2  # headers fine; the IP payload was cut by the snap length
     IPV4_TSO_ZERO_LENGTH = 3  # total length 0 (TSO super-segment): length taken from the frame
+    TUNNEL_INVALID = 4  # a tunnel's header or inner IP header is broken: the row is the outer packet
 
     # skipped: not handled here, not an error
     NOT_IP = 16  # link layer fine, but it carries no IP (ARP, PPPoE, LLDP, 802.3/LLC, other AF)
