@@ -59,6 +59,9 @@ def seed_frames() -> list[tuple[int, bytes]]:
         (101, IP() / UDP() / b"dns?"),
     ]
     frames = [(lt, bytes(f)) for lt, f in frames]
+    from tests.test_decode_tunnels import CASES as TUNNELS  # every encapsulation, and near misses
+
+    frames += [(1, bytes(frame)) for frame, _, _ in TUNNELS.values()]
     if PCAPS.is_dir():
         from dpi.capture.reference import DpktReader
 
@@ -66,6 +69,8 @@ def seed_frames() -> list[tuple[int, bytes]]:
             "zeek/mixed-vlan-mpls.pcap",
             "zeek/ipv6-fragmented-dns.pcap",
             "tcpdump/various-gre.pcap",
+            "zeek/tunnel-vxlan-http.pcap",
+            "zeek/tunnel-teredo.pcap",
         ):
             if (PCAPS / name).is_file():
                 for batch in DpktReader(str(PCAPS / name)).batches():
