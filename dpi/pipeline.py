@@ -144,7 +144,8 @@ class Scanner:
         alerts = self.detector.cap_per_packet(self.thresholds.filter(alerts, self.flows))
         t = self._tick("detect-headers", t)
         payloads = self._payloads(alerts, packets, decoded) if self.writer.log_payload else None
-        self.writer.write_alerts(alerts, self.db.rules, self.flows, payloads)
+        icmp = self._icmp_fields(alerts, packets, decoded)
+        self.writer.write_alerts(alerts, self.db.rules, self.flows, payloads, icmp)
         self._tick("output", t)
         return alerts
 
@@ -162,6 +163,22 @@ class Scanner:
             else:
                 out.append(None)
         return out
+
+    @staticmethod
+    def _icmp_fields(alerts, packets, decoded) -> list[tuple[int, int] | None] | None:
+        """Each alert's (icmp_type, icmp_code) where its packet is an ICMP or ICMPv6 packet of this
+        batch, as Suricata writes them in the alert; None when no alert has one."""
+        if len(alerts) == 0:
+            return None
+        number = np.asarray(packets.number)
+        at = np.minimum(np.searchsorted(number, alerts.number), len(number) - 1)
+        here = number[at] == alerts.number
+        icmp = here & np.isin(decoded.proto[at], (1, 58)) & (decoded.l4_offset[at] >= 0)
+        if not icmp.any():
+            return None
+        kinds = decoded.icmp_type[at].tolist()
+        codes = decoded.icmp_code[at].tolist()
+        return [(kinds[k], codes[k]) if ok else None for k, ok in enumerate(icmp.tolist())]
 
     def _end_flows(self, flows: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
         """Finalize ended flows before their slots are reused: deliver the stream data

@@ -67,3 +67,23 @@ def test_only_stream_matches_across_segments_no_stream_does_not(tmp_path):
     )
     _, events = run_scan(tmp_path, packets, rules)
     assert sorted({a["alert"]["signature_id"] for a in alerts_of(events)}) == [1, 3]
+
+
+def test_icmp_alerts_carry_type_and_code(tmp_path):
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+    from scapy.layers.l2 import Ether
+
+    packets = [
+        Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=8, code=0) / b"ping-me",
+        Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=3, code=3) / IP() / UDP() / b"ping-me",
+        Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(data=b"ping-me"),
+        Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / b"ping-me",
+    ]
+    rules = 'alert ip any any -> any any (msg:"content"; content:"ping-me"; sid:1; rev:1;)\n'
+    _, events = run_scan(tmp_path, packets, rules)
+    fields = [(a["pcap_cnt"], a.get("icmp_type"), a.get("icmp_code")) for a in alerts_of(events)]
+    assert fields == [(1, 8, 0), (2, 3, 3), (3, 128, 0), (4, None, None)]
+    assert list(alerts_of(events)[0])[:8] == [
+        "timestamp", "flow_id", "pcap_cnt", "event_type", "src_ip", "dest_ip", "proto", "icmp_type",
+    ]  # fmt: skip

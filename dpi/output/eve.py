@@ -117,9 +117,12 @@ class EveWriter:
         """These flows ended: their slots will hold other flows."""
         self.alerted_flows.difference_update(np.asarray(index).tolist())
 
-    def write_alerts(self, alerts, rules, flows, payloads: list[bytes | None] | None = None) -> None:
+    def write_alerts(
+        self, alerts, rules, flows, payloads: list[bytes | None] | None = None, icmp: list | None = None
+    ) -> None:
         """``payloads``: per alert, its packet's payload (None where no packet completed the
-        match, as for data flushed at the end of a flow); written only with ``log_payload``."""
+        match, as for data flushed at the end of a flow); written only with ``log_payload``.
+        ``icmp``: per alert, its ICMP packet's (type, code), or None."""
         if len(alerts) == 0:
             return
         f = alerts.flow
@@ -143,6 +146,8 @@ class EveWriter:
                 "event_type": "alert",
                 **ends[i],
             }
+            if icmp is not None and icmp[i] is not None:
+                event["icmp_type"], event["icmp_code"] = icmp[i]
             event["direction"] = "to_server" if d == 0 else "to_client"
             event["alert"] = {
                 "action": "allowed",
