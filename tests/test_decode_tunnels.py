@@ -61,6 +61,11 @@ def _pptp(ppp_payload: bytes, ack: bool = False):
     return Ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=47) / (header + ppp_payload)
 
 
+def _erspan(ethertype, header):
+    """ERSPAN (type II or III by its EtherType) of an Ethernet frame carrying INNER_TCP."""
+    return Ether() / OUTER4 / GRE(seqnum_present=1, proto=ethertype) / header / INNER_ETH / INNER_TCP
+
+
 def _gre_source_routed(inner):
     sre = struct.pack("!HBB", 0x0800, 0, 8) + bytes(8)  # one route entry, then the empty one
     header = struct.pack("!BBHHH", 0x40, 0, 0x0800, 0, 0) + sre + struct.pack("!HBB", 0, 0, 0)
@@ -96,26 +101,8 @@ CASES = {
         (1, "gre"),
         INNER_UDP6_FIELDS,
     ),
-    "erspan-ii": (
-        Ether()
-        / OUTER4
-        / GRE(seqnum_present=1, proto=0x88BE)
-        / ERSPAN_II(session_id=3)
-        / INNER_ETH
-        / INNER_TCP,
-        (1, "erspan"),
-        INNER_TCP_FIELDS,
-    ),
-    "erspan-iii": (
-        Ether()
-        / OUTER4
-        / GRE(seqnum_present=1, proto=0x22EB)
-        / ERSPAN_III(session_id=3)
-        / INNER_ETH
-        / INNER_TCP,
-        (1, "erspan"),
-        INNER_TCP_FIELDS,
-    ),
+    "erspan-ii": (_erspan(0x88BE, ERSPAN_II(session_id=3)), (1, "erspan"), INNER_TCP_FIELDS),
+    "erspan-iii": (_erspan(0x22EB, ERSPAN_III(session_id=3)), (1, "erspan"), INNER_TCP_FIELDS),
     "pptp-ipv4": (_pptp(b"\xff\x03\x00\x21" + bytes(INNER_TCP)), (1, "pptp"), INNER_TCP_FIELDS),
     "pptp-compressed-ppp-with-ack": (
         _pptp(b"\x21" + bytes(INNER_TCP), ack=True),
