@@ -150,29 +150,31 @@ class Scanner:
         return alerts
 
     @staticmethod
-    def _payloads(alerts, packets, decoded) -> list[bytes | None]:
-        """Each alert's packet payload, where its packet is in this batch."""
+    def _alert_rows(alerts, packets) -> tuple[np.ndarray, np.ndarray]:
+        """Each alert's row among this batch's packets, and whether its packet is one of them
+        (data flushed at the end of a flow has no packet)."""
         number = np.asarray(packets.number)
-        at = np.searchsorted(number, alerts.number)
-        out: list[bytes | None] = []
-        buf = packets.buffer
-        for k, n in zip(at.tolist(), alerts.number.tolist(), strict=True):
-            if k < len(number) and number[k] == n:
-                start = int(decoded.payload_offset[k])
-                out.append(bytes(buf[start : start + int(decoded.payload_len[k])]))
-            else:
-                out.append(None)
-        return out
+        if len(number) == 0:
+            return np.zeros(len(alerts), np.int64), np.zeros(len(alerts), bool)
+        at = np.minimum(np.searchsorted(number, alerts.number), len(number) - 1)
+        return at, number[at] == alerts.number
 
-    @staticmethod
-    def _icmp_fields(alerts, packets, decoded) -> list[tuple[int, int] | None] | None:
+    @classmethod
+    def _payloads(cls, alerts, packets, decoded) -> list[bytes | None]:
+        """Each alert's packet payload, where its packet is in this batch."""
+        at, here = cls._alert_rows(alerts, packets)
+        start = decoded.payload_offset[at].tolist()
+        end = (decoded.payload_offset[at] + decoded.payload_len[at]).tolist()
+        buf = packets.buffer
+        return [bytes(buf[start[k] : end[k]]) if ok else None for k, ok in enumerate(here.tolist())]
+
+    @classmethod
+    def _icmp_fields(cls, alerts, packets, decoded) -> list[tuple[int, int] | None] | None:
         """Each alert's (icmp_type, icmp_code) where its packet is an ICMP or ICMPv6 packet of this
         batch, as Suricata writes them in the alert; None when no alert has one."""
         if len(alerts) == 0:
             return None
-        number = np.asarray(packets.number)
-        at = np.minimum(np.searchsorted(number, alerts.number), len(number) - 1)
-        here = number[at] == alerts.number
+        at, here = cls._alert_rows(alerts, packets)
         icmp = here & np.isin(decoded.proto[at], (1, 58)) & (decoded.l4_offset[at] >= 0)
         if not icmp.any():
             return None

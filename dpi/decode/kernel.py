@@ -5,13 +5,13 @@ crafted packet can never make the kernel read outside its own frame. The helpers
 :mod:`.link`, :mod:`.ip` and :mod:`.transport`, one protocol family each. They return
 flat tuples and only this kernel writes columns, and they are inlined at the Numba level
 (``inline="always"``): a real call per packet costs an atomic reference-count update for
-every array it is handed, which had made the kernel several times slower.
+every array it is handed, which had made the kernel several times slower. The price is a
+longer first compile (about 10 s, then cached).
 
 Tunnels (:mod:`.tunnel`) are followed after the kernel: it only marks the rows that may carry
 one (a few reads of the IP header), and :func:`decode_batch` decodes the packet inside each
 real tunnel again, as a raw IP frame over the same buffer, into that row. Following them in
-the kernel's loop made every packet's decode 6-10% slower, measured, called or inlined. The price is a
-longer first compile (about 10 s, then cached).
+the kernel's loop made every packet's decode 6-10% slower (measured), called or inlined.
 
 Numba's ``cache=True`` watches only the source file of the function it caches: after
 editing a helper module or the codes in :mod:`.status`, clear ``dpi/decode/__pycache__``
