@@ -13,6 +13,7 @@ from typing import TextIO
 import numpy as np
 
 from dpi.capture import DEFAULT_BATCH_SIZE, CaptureError, batches_of
+from dpi.decode.kernel import decode_outer
 from dpi.detect.compile import DetectionDatabase, compile_rules
 from dpi.detect.engine import AlertBatch, Detector
 from dpi.detect.threshold import ThresholdFilter
@@ -20,7 +21,7 @@ from dpi.flow.table import FLOW_STATES
 from dpi.flow.tracking import FlowTracker, tracker_for
 from dpi.hostos import stream_policy_map
 from dpi.output.anomaly import write_overlap_anomalies
-from dpi.output.eve import EveWriter, format_timestamp
+from dpi.output.eve import EveWriter, format_timestamp, tunnel_objects
 from dpi.rules import RuleSet, load_rules
 from dpi.settings import Settings
 from dpi.stream.tcp import StreamConfig, TcpReassembler
@@ -145,7 +146,8 @@ class Scanner:
         t = self._tick("detect-headers", t)
         payloads = self._payloads(alerts, packets, decoded) if self.writer.log_payload else None
         icmp = self._icmp_fields(alerts, packets, decoded)
-        self.writer.write_alerts(alerts, self.db.rules, self.flows, payloads, icmp)
+        tunnels = self._tunnel_fields(alerts, packets, decoded)
+        self.writer.write_alerts(alerts, self.db.rules, self.flows, payloads, icmp, tunnels)
         self._tick("output", t)
         return alerts
 
@@ -181,6 +183,24 @@ class Scanner:
         kinds = decoded.icmp_type[at].tolist()
         codes = decoded.icmp_code[at].tolist()
         return [(kinds[k], codes[k]) if ok else None for k, ok in enumerate(icmp.tolist())]
+
+    @classmethod
+    def _tunnel_fields(cls, alerts, packets, decoded) -> list[dict | None] | None:
+        """Each alert's EVE ``tunnel`` object where its packet came out of a tunnel, as Suricata
+        writes it: the outermost packet's addresses, ports and protocol, and the depth."""
+        if len(alerts) == 0 or not decoded.tunnel_depth.any():
+            return None
+        at, here = cls._alert_rows(alerts, packets)
+        tunnelled = here & (decoded.tunnel_depth[at] > 0)
+        if not tunnelled.any():
+            return None
+        rows = at[tunnelled]
+        outer = decode_outer(packets, decoded, rows)
+        objects = tunnel_objects(outer, decoded.tunnel_depth[rows], alerts.number[tunnelled])
+        out: list[dict | None] = [None] * len(alerts)
+        for k, obj in zip(np.flatnonzero(tunnelled).tolist(), objects, strict=True):
+            out[k] = obj
+        return out
 
     def _end_flows(self, flows: np.ndarray, states: np.ndarray, reasons: np.ndarray) -> None:
         """Finalize ended flows before their slots are reused: deliver the stream data

@@ -472,3 +472,34 @@ def test_info_counts_tunnels_and_their_inner_protocols():
     # tshark: 22 gre:ip:tcp, 8 gre:ip:udp, 10 gre:ip:icmp frames
     assert (protocols["tcp"], protocols["udp"], protocols["icmp"]) == (22, 8, 10)
     assert protocols["tunnelled"] == protocols["tunnelled_gre"] == 40
+
+
+def test_alerts_inside_tunnels_carry_suricatas_tunnel_object(tmp_path):
+    carriers = {
+        "vxlan": CARRIERS["vxlan"],
+        "gre": CARRIERS["gre"],
+        "ipv4-in-ipv6": CARRIERS["ipv4-in-ipv6"],
+        "gre-in-ipv4-in-ipv6": lambda p: (
+            Ether() / OUTER6 / IP(src="172.16.0.1", dst="172.16.0.2") / GRE() / p
+        ),
+    }
+    packets = [frame for carry in carriers.values() for frame in _tcp_session_through(carry)[3:4]]
+    packets.append(Ether() / INNER_TCP)  # not tunnelled: no tunnel object
+    rules = 'alert tcp any any -> any 80 (msg:"get"; content:"GET /"; sid:1; rev:1;)\n'
+    _, events = run_scan(tmp_path, packets, rules)
+    tunnels = [a.get("tunnel") for a in alerts_of(events)]
+    outer4 = {"src_ip": "10.0.0.1", "dest_ip": "10.0.0.2"}
+    outer6 = {"src_ip": "2001:db8::a", "dest_ip": "2001:db8::b"}
+    expected = [
+        {**outer4, "src_port": 49152, "dest_port": 4789, "proto": "UDP", "depth": 1},
+        {**outer4, "src_port": 0, "dest_port": 0, "proto": "GRE", "depth": 1},
+        {**outer6, "src_port": 0, "dest_port": 0, "proto": "IPv4", "depth": 1},
+        {**outer6, "src_port": 0, "dest_port": 0, "proto": "IPv4", "depth": 2},
+        None,
+    ]
+    for k, (got, want) in enumerate(zip(tunnels, expected, strict=True)):
+        if want is None:
+            assert got is None
+            continue
+        assert got == {**want, "pcap_cnt": k + 1, "pkt_src": "wire/pcap"}, k
+    assert alerts_of(events)[0]["src_ip"] == "192.168.1.1"

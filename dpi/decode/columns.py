@@ -50,6 +50,7 @@ class DecodedBatch:
     ttl: np.ndarray  # uint8, IPv4 TTL / IPv6 hop limit
     tunnel_depth: np.ndarray  # uint8, encapsulations removed to reach this row's IP packet (0: none)
     tunnel_kind: np.ndarray  # uint8, the outermost one (dpi.decode.tunnel.TUNNEL_NAMES)
+    outer_l3_offset: np.ndarray  # int64, the outermost IP header of a tunnelled row (0 when not tunnelled)
 
     def __len__(self) -> int:
         return int(self.status.shape[0])
@@ -85,5 +86,6 @@ class DecodedBatch:
             "ttl": np.uint8,
             "tunnel_depth": np.uint8,
             "tunnel_kind": np.uint8,
+            "outer_l3_offset": np.int64,
         }
         return DecodedBatch(**{f.name: np.zeros(n, dtype=dtypes[f.name]) for f in fields(DecodedBatch)})

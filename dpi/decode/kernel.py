@@ -170,16 +170,34 @@ def _decode_tunnelled(decoded, buffer, offset, caplen, wirelen, rows) -> None:
     inside = depth > 0
     if not inside.any():
         return
-    rows, l3, version = rows[inside], l3[inside], version[inside]
-    inner = DecodedBatch.allocate(len(rows))
-    inner_columns = DecodedColumns(**{name: getattr(inner, name) for name in DecodedColumns._fields})
-    linktype = np.where(version == 4, LINKTYPE_IPV4, LINKTYPE_IPV6).astype(np.int64)
-    decode_kernel(
-        buffer, l3, end[inside] - l3, wire_end[inside] - l3, linktype, inner_columns,
-        np.zeros(len(rows), dtype=np.bool_),
-    )  # fmt: skip
+    rows = rows[inside]
+    inner = _decode_raw_ip(buffer, l3[inside], version[inside], end[inside], wire_end[inside])
     inner.tunnel_depth[:] = depth[inside]
     inner.tunnel_kind[:] = kind[inside]
+    inner.outer_l3_offset[:] = decoded.l3_offset[rows]
     inner.status[invalid[inside] & (inner.status == Status.OK)] = Status.TUNNEL_INVALID
     for name in _INNER_COLUMNS:
         getattr(decoded, name)[rows] = getattr(inner, name)
+
+
+def _decode_raw_ip(buffer, l3, version, end, wire_end) -> DecodedBatch:
+    """The IP packets at l3 (of the given versions), each bounded by end and wire_end, decoded
+    as raw IP frames over the buffer, tunnels not followed."""
+    decoded = DecodedBatch.allocate(len(l3))
+    columns = DecodedColumns(**{name: getattr(decoded, name) for name in DecodedColumns._fields})
+    linktype = np.where(version == 4, LINKTYPE_IPV4, LINKTYPE_IPV6).astype(np.int64)
+    candidate = np.zeros(len(l3), dtype=np.bool_)
+    decode_kernel(buffer, l3, end - l3, wire_end - l3, linktype, columns, candidate)
+    return decoded
+
+
+def decode_outer(batch: PacketBatch, decoded: DecodedBatch, rows: np.ndarray) -> DecodedBatch:
+    """The outermost IP packet of each of ``rows`` (tunnelled rows of ``decoded``), as the row
+    would be without following its tunnels: for the EVE ``tunnel`` object."""
+    rows = np.asarray(rows, dtype=np.int64)
+    start = _int64_column(batch.offset)[rows]
+    caplen = _int64_column(batch.caplen)[rows]
+    wire_end = start + np.maximum(caplen, np.minimum(_int64_column(batch.wirelen)[rows], MAX_WIRE_LEN))
+    l3 = decoded.outer_l3_offset[rows]
+    version = (np.ascontiguousarray(batch.buffer)[l3] >> 4).astype(np.int64)
+    return _decode_raw_ip(np.ascontiguousarray(batch.buffer), l3, version, start + caplen, wire_end)

@@ -13,8 +13,10 @@ import numpy as np
 PROTO_NAMES = {
     1: "ICMP",
     2: "IGMP",
+    4: "IPv4",
     6: "TCP",
     17: "UDP",
+    41: "IPv6",
     47: "GRE",
     50: "ESP",
     51: "AH",
@@ -50,6 +52,28 @@ def proto_name(proto: int) -> str:
 
 
 PORTED = (6, 17, 132)  # protocols whose EVE events carry ports
+
+
+def tunnel_objects(outer, depth: np.ndarray, pcap_cnt: np.ndarray) -> list[dict]:
+    """Suricata's alert ``tunnel`` object for packets that came out of tunnels: the outermost
+    packet's own source and destination (``outer``, a DecodedBatch of those packets), its
+    ports (0 when it has none), protocol, and how deep the alerting packet was."""
+    objects = []
+    for k in range(len(outer)):
+        version = int(outer.ip_version[k])
+        objects.append(
+            {
+                "src_ip": format_address(outer.src_hi[k], outer.src_lo[k], version),
+                "src_port": int(outer.sport[k]),
+                "dest_ip": format_address(outer.dst_hi[k], outer.dst_lo[k], version),
+                "dest_port": int(outer.dport[k]),
+                "proto": proto_name(outer.proto[k]),
+                "depth": int(depth[k]),
+                "pcap_cnt": int(pcap_cnt[k]),
+                "pkt_src": "wire/pcap",
+            }
+        )
+    return objects
 
 
 def endpoint_fields(flows, flow: np.ndarray, direction: np.ndarray) -> list[dict]:
@@ -118,11 +142,18 @@ class EveWriter:
         self.alerted_flows.difference_update(np.asarray(index).tolist())
 
     def write_alerts(
-        self, alerts, rules, flows, payloads: list[bytes | None] | None = None, icmp: list | None = None
+        self,
+        alerts,
+        rules,
+        flows,
+        payloads: list[bytes | None] | None = None,
+        icmp: list | None = None,
+        tunnels: list | None = None,
     ) -> None:
         """``payloads``: per alert, its packet's payload (None where no packet completed the
         match, as for data flushed at the end of a flow); written only with ``log_payload``.
-        ``icmp``: per alert, its ICMP packet's (type, code), or None."""
+        ``icmp``: per alert, its ICMP packet's (type, code), or None. ``tunnels``: per alert,
+        the ``tunnel`` object of a packet that came out of a tunnel (tunnel_objects), or None."""
         if len(alerts) == 0:
             return
         f = alerts.flow
@@ -165,6 +196,8 @@ class EveWriter:
                 alert["metadata"] = _metadata(rule.metadata)
             if rule.references:
                 alert["references"] = [f"{kind},{ident}" for kind, ident in rule.references]
+            if tunnels is not None and tunnels[i] is not None:
+                event["tunnel"] = tunnels[i]
             if self.log_payload and payloads is not None and payloads[i] is not None:
                 data = payloads[i]
                 event["payload"] = base64.b64encode(data).decode("ascii")
