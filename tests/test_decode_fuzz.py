@@ -17,7 +17,7 @@ from tests.conftest import SHARED_DATA, run_bounds_checked
 PCAPS = SHARED_DATA / "pcaps"
 SEED = 20240611
 LINKTYPES = np.array([0, 1, 1, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 0x30000001], dtype=np.int64)
-OFFSET_COLUMNS = ("l3_offset", "l4_offset", "payload_offset")
+OFFSET_COLUMNS = ("l3_offset", "l4_offset", "payload_offset", "outer_l3_offset")
 
 
 def seed_frames() -> list[tuple[int, bytes]]:
@@ -128,8 +128,11 @@ def batch_of(frames, linktypes, gaps=None, rng=None):
 
 
 def absent(decoded, name: str) -> np.ndarray:
-    """Rows without this offset: -1 for l3/l4, 0 (the DecodedBatch default) for the payload."""
+    """Rows without this offset: -1 for l3/l4, 0 (the DecodedBatch default) for the payload,
+    and rows that are not tunnelled for the outer IP header."""
     values = getattr(decoded, name)
+    if name == "outer_l3_offset":
+        return decoded.tunnel_depth == 0
     return (values == 0) if name == "payload_offset" else (values == -1)
 
 
