@@ -76,7 +76,6 @@ def _gre_source_routed(inner):
 INNER_TCP_FIELDS = ("192.168.1.1", "192.168.1.2", 6, 1234, 80)
 INNER_UDP6_FIELDS = ("2001:db8:1::1", "2001:db8:2::2", 17, 5353, 53)
 CASES = {
-    "ipv4-in-ipv4": (Ether() / OUTER4 / INNER_TCP, (1, "ipv4_in_ip"), INNER_TCP_FIELDS),
     "ipv6-in-ipv4": (Ether() / OUTER4 / INNER_UDP6, (1, "ipv6_in_ip"), INNER_UDP6_FIELDS),
     "ipv4-in-ipv6": (Ether() / OUTER6 / INNER_TCP, (1, "ipv4_in_ip"), INNER_TCP_FIELDS),
     "ipv6-in-ipv6": (Ether() / OUTER6 / INNER_UDP6, (1, "ipv6_in_ip"), INNER_UDP6_FIELDS),
@@ -102,7 +101,6 @@ CASES = {
         INNER_UDP6_FIELDS,
     ),
     "erspan-ii": (_erspan(0x88BE, ERSPAN_II(session_id=3)), (1, "erspan"), INNER_TCP_FIELDS),
-    "erspan-iii": (_erspan(0x22EB, ERSPAN_III(session_id=3)), (1, "erspan"), INNER_TCP_FIELDS),
     "pptp-ipv4": (_pptp(b"\xff\x03\x00\x21" + bytes(INNER_TCP)), (1, "pptp"), INNER_TCP_FIELDS),
     "pptp-compressed-ppp-with-ack": (
         _pptp(b"\x21" + bytes(INNER_TCP), ack=True),
@@ -152,14 +150,16 @@ CASES = {
         (2, "gre"),
         INNER_TCP_FIELDS,
     ),
+    "vxlan-from-port-4789": (
+        Ether() / OUTER4 / UDP(sport=4789, dport=49152) / VXLAN(vni=42, flags=0x08) / INNER_ETH / INNER_TCP,
+        (1, "vxlan"),
+        INNER_TCP_FIELDS,
+    ),
     # not tunnels, as in Suricata: the outer row stays
+    "ipv4-in-ipv4": (Ether() / OUTER4 / INNER_TCP, (0, "none"), None),
+    "erspan-iii": (_erspan(0x22EB, ERSPAN_III(session_id=3)), (0, "none"), None),
     "vxlan-without-i-flag": (
         Ether() / OUTER4 / UDP(sport=49152, dport=4789) / VXLAN(vni=42, flags=0x00) / INNER_ETH / INNER_TCP,
-        (0, "none"),
-        None,
-    ),
-    "udp-4789-as-source-port": (
-        Ether() / OUTER4 / UDP(sport=4789, dport=49152) / VXLAN(vni=42) / INNER_ETH / INNER_TCP,
         (0, "none"),
         None,
     ),
@@ -177,7 +177,8 @@ CASES = {
 # tshark decodes these further than Suricata's defaults (and so this decoder) do
 TSHARK_GOES_FURTHER = {
     "vxlan-without-i-flag": "tshark dissects UDP 4789 as VXLAN whatever its flags; Suricata wants the I flag",
-    "udp-4789-as-source-port": "tshark takes either port for VXLAN; Suricata the destination port",
+    "ipv4-in-ipv4": "tshark decodes IPv4 in IPv4; Suricata 7 does not",
+    "erspan-iii": "tshark decodes ERSPAN type III; Suricata 7 does not",
     "teredo-length-mismatch": "tshark does not require the IPv6 length to cover the UDP payload exactly",
     "teredo-bubble": "an empty IPv6 packet (a bubble): Suricata does not take it for a tunnel",
 }
@@ -355,16 +356,16 @@ def test_shared_tunnels_agree_with_tshark(name):
 
 
 def test_nesting_stops_at_the_depth_limit():
-    frame = INNER_TCP
+    frame = INNER_UDP6
     for k in range(MAX_TUNNEL_DEPTH + 2):
-        frame = IP(src=f"10.9.0.{k + 1}", dst="10.9.9.9") / frame
+        frame = IPv6(src=f"2001:db8:9::{k + 1}", dst="2001:db8:9::ffff") / frame
     d = decode_batch(make_batch([Ether() / frame]))
     assert (d.status[0], d.tunnel_depth[0], TUNNEL_NAMES[d.tunnel_kind[0]]) == (
         S.OK,
         MAX_TUNNEL_DEPTH,
-        "ipv4_in_ip",
+        "ipv6_in_ip",
     )
-    assert row(d, 0)[0] == f"10.9.0.{MAX_TUNNEL_DEPTH + 2 - MAX_TUNNEL_DEPTH}"
+    assert row(d, 0)[0] == "2001:db8:9::2"  # the outermost is ::10, each level one less
 
 
 def test_broken_tunnels_keep_the_outer_row_and_say_why():
@@ -375,7 +376,7 @@ def test_broken_tunnels_keep_the_outer_row_and_say_why():
         / bytes(INNER_TCP)[:12],  # the inner IPv4 header cut after 12 bytes
         Ether() / OUTER4 / GRE() / IP(version=5) / TCP(),  # inner version nibble wrong
         Ether() / OUTER4 / GRE(proto=0x0800) / IP(len=400) / TCP(),  # inner length beyond the GRE payload
-        Ether() / OUTER4 / IP(ihl=3) / TCP(),  # IP-in-IP with IHL < 5
+        Ether() / OUTER4 / IPv6(version=5) / UDP(),  # IPv6 in IPv4 with a wrong version nibble
         Ether() / OUTER4 / UDP(sport=1, dport=4789) / VXLAN(flags=0x08) / b"\x02\x00\x00",  # Ethernet cut
         Ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=47) / b"\x00\x02\x08\x00",  # GRE version 2
         Ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=47) / b"\x80\x00",  # GRE header cut
@@ -390,7 +391,9 @@ def test_broken_tunnels_keep_the_outer_row_and_say_why():
 
 def test_inner_packet_ends_with_its_carrier():
     # Ethernet padding after a short IP-in-IP packet is not the inner packet's payload
-    frame = bytes(Ether() / OUTER4 / IP(src="192.168.1.1", dst="192.168.1.2") / UDP(sport=1, dport=2) / b"x")
+    frame = bytes(
+        Ether() / OUTER4 / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1, dport=2) / b"x"
+    )
     padded = frame + b"\xee" * 20
     d = decode_batch(make_batch([padded]))
     assert (d.status[0], d.tunnel_depth[0], d.payload_len[0]) == (S.OK, 1, 1)
