@@ -144,9 +144,10 @@ class Scanner:
         )
         alerts = self.detector.cap_per_packet(self.thresholds.filter(alerts, self.flows))
         t = self._tick("detect-headers", t)
-        payloads = self._payloads(alerts, packets, decoded) if self.writer.log_payload else None
-        icmp = self._icmp_fields(alerts, packets, decoded)
-        tunnels = self._tunnel_fields(alerts, packets, decoded)
+        rows = self._alert_rows(alerts, packets)
+        payloads = self._payloads(alerts, rows, packets, decoded) if self.writer.log_payload else None
+        icmp = self._icmp_fields(alerts, rows, decoded)
+        tunnels = self._tunnel_fields(alerts, rows, packets, decoded)
         self.writer.write_alerts(alerts, self.db.rules, self.flows, payloads, icmp, tunnels)
         self._tick("output", t)
         return alerts
@@ -161,22 +162,22 @@ class Scanner:
         at = np.minimum(np.searchsorted(number, alerts.number), len(number) - 1)
         return at, number[at] == alerts.number
 
-    @classmethod
-    def _payloads(cls, alerts, packets, decoded) -> list[bytes | None]:
-        """Each alert's packet payload, where its packet is in this batch."""
-        at, here = cls._alert_rows(alerts, packets)
+    @staticmethod
+    def _payloads(alerts, rows, packets, decoded) -> list[bytes | None]:
+        """Each alert's packet payload, where its packet is in this batch (rows: _alert_rows)."""
+        at, here = rows
         start = decoded.payload_offset[at].tolist()
         end = (decoded.payload_offset[at] + decoded.payload_len[at]).tolist()
         buf = packets.buffer
         return [bytes(buf[start[k] : end[k]]) if ok else None for k, ok in enumerate(here.tolist())]
 
-    @classmethod
-    def _icmp_fields(cls, alerts, packets, decoded) -> list[tuple[int, int] | None] | None:
+    @staticmethod
+    def _icmp_fields(alerts, rows, decoded) -> list[tuple[int, int] | None] | None:
         """Each alert's (icmp_type, icmp_code) where its packet is an ICMP or ICMPv6 packet of this
         batch, as Suricata writes them in the alert; None when no alert has one."""
         if len(alerts) == 0:
             return None
-        at, here = cls._alert_rows(alerts, packets)
+        at, here = rows
         icmp = here & np.isin(decoded.proto[at], (1, 58)) & (decoded.l4_offset[at] >= 0)
         if not icmp.any():
             return None
@@ -184,19 +185,19 @@ class Scanner:
         codes = decoded.icmp_code[at].tolist()
         return [(kinds[k], codes[k]) if ok else None for k, ok in enumerate(icmp.tolist())]
 
-    @classmethod
-    def _tunnel_fields(cls, alerts, packets, decoded) -> list[dict | None] | None:
+    @staticmethod
+    def _tunnel_fields(alerts, rows, packets, decoded) -> list[dict | None] | None:
         """Each alert's EVE ``tunnel`` object where its packet came out of a tunnel, as Suricata
         writes it: the outermost packet's addresses, ports and protocol, and the depth."""
         if len(alerts) == 0 or not decoded.tunnel_depth.any():
             return None
-        at, here = cls._alert_rows(alerts, packets)
+        at, here = rows
         tunnelled = here & (decoded.tunnel_depth[at] > 0)
         if not tunnelled.any():
             return None
-        rows = at[tunnelled]
-        outer = decode_outer(packets, decoded, rows)
-        objects = tunnel_objects(outer, decoded.tunnel_depth[rows], alerts.number[tunnelled])
+        packet_rows = at[tunnelled]
+        outer = decode_outer(packets, decoded, packet_rows)
+        objects = tunnel_objects(outer, decoded.tunnel_depth[packet_rows], alerts.number[tunnelled])
         out: list[dict | None] = [None] * len(alerts)
         for k, obj in zip(np.flatnonzero(tunnelled).tolist(), objects, strict=True):
             out[k] = obj

@@ -32,7 +32,8 @@ from dpi.decode.ip import FIRST_FRAGMENT, LATER_FRAGMENT, NOT_FRAGMENT, decode_i
 from dpi.decode.link import LINKTYPE_IPV4, LINKTYPE_IPV6, VERSION_FROM_NIBBLE, decode_link
 from dpi.decode.status import FIRST_ERROR_CODE, Status
 from dpi.decode.transport import decode_transport
-from dpi.decode.tunnel import MAX_WIRE_LEN, follow_tunnels, may_carry_tunnel
+from dpi.decode.tunnel import follow_tunnels, may_carry_tunnel
+from dpi.decode.wire import frame_wire_end
 
 # The DecodedBatch columns as a namedtuple, which Numba passes by attribute name.
 DecodedColumns = namedtuple("DecodedColumns", [f.name for f in fields(DecodedBatch)])
@@ -50,9 +51,7 @@ def decode_kernel(buf, offset, caplen, wirelen, linktype, out, tunnel_candidate)
             out.status[i] = Status.FRAME_OUT_OF_BUFFER
             continue
         end = start + captured
-        # the wire length only classifies (snap cut or lying IP length), never bounds a read;
-        # clamped so that a nonsense value cannot overflow
-        wire_end = start + max(captured, min(wirelen[i], MAX_WIRE_LEN))
+        wire_end = frame_wire_end(start, captured, wirelen[i])
 
         status, l3, version, vlan, vlan_outer = decode_link(buf, start, end, linktype[i])
         out.vlan[i] = vlan
@@ -171,7 +170,8 @@ def _decode_tunnelled(decoded, buffer, offset, caplen, wirelen, rows) -> None:
     if not inside.any():
         return
     rows = rows[inside]
-    inner = _decode_raw_ip(buffer, l3[inside], version[inside], end[inside], wire_end[inside])
+    l3 = l3[inside]
+    inner = _decode_raw_ip(buffer, l3, version[inside], end[inside] - l3, wire_end[inside] - l3)
     inner.tunnel_depth[:] = depth[inside]
     inner.tunnel_kind[:] = kind[inside]
     inner.outer_l3_offset[:] = decoded.l3_offset[rows]
@@ -180,14 +180,14 @@ def _decode_tunnelled(decoded, buffer, offset, caplen, wirelen, rows) -> None:
         getattr(decoded, name)[rows] = getattr(inner, name)
 
 
-def _decode_raw_ip(buffer, l3, version, end, wire_end) -> DecodedBatch:
-    """The IP packets at l3 (of the given versions), each bounded by end and wire_end, decoded
-    as raw IP frames over the buffer, tunnels not followed."""
+def _decode_raw_ip(buffer, l3, version, caplen, wirelen) -> DecodedBatch:
+    """The IP packets at l3 (of the given versions), with caplen bytes present and wirelen on
+    the wire from l3 on, decoded as raw IP frames over the buffer, tunnels not followed."""
     decoded = DecodedBatch.allocate(len(l3))
     columns = DecodedColumns(**{name: getattr(decoded, name) for name in DecodedColumns._fields})
     linktype = np.where(version == 4, LINKTYPE_IPV4, LINKTYPE_IPV6).astype(np.int64)
     candidate = np.zeros(len(l3), dtype=np.bool_)
-    decode_kernel(buffer, l3, end - l3, wire_end - l3, linktype, columns, candidate)
+    decode_kernel(buffer, l3, caplen, wirelen, linktype, columns, candidate)
     return decoded
 
 
@@ -195,9 +195,9 @@ def decode_outer(batch: PacketBatch, decoded: DecodedBatch, rows: np.ndarray) ->
     """The outermost IP packet of each of ``rows`` (tunnelled rows of ``decoded``), as the row
     would be without following its tunnels: for the EVE ``tunnel`` object."""
     rows = np.asarray(rows, dtype=np.int64)
-    start = _int64_column(batch.offset)[rows]
-    caplen = _int64_column(batch.caplen)[rows]
-    wire_end = start + np.maximum(caplen, np.minimum(_int64_column(batch.wirelen)[rows], MAX_WIRE_LEN))
+    buffer = np.ascontiguousarray(batch.buffer)
     l3 = decoded.outer_l3_offset[rows]
-    version = (np.ascontiguousarray(batch.buffer)[l3] >> 4).astype(np.int64)
-    return _decode_raw_ip(np.ascontiguousarray(batch.buffer), l3, version, start + caplen, wire_end)
+    before = l3 - _int64_column(batch.offset)[rows]  # the frame's bytes before its IP header
+    version = (buffer[l3] >> 4).astype(np.int64)
+    caplen = _int64_column(batch.caplen)[rows] - before
+    return _decode_raw_ip(buffer, l3, version, caplen, _int64_column(batch.wirelen)[rows] - before)

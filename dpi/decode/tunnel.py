@@ -42,7 +42,7 @@ from dpi.decode.ip import FRAGMENT as IPV6_FRAGMENT_HEADER
 from dpi.decode.ip import NOT_FRAGMENT, decode_ipv4, decode_ipv6
 from dpi.decode.link import ETH_HEADER_LEN, PPP_IPV4, PPP_IPV6, decode_ethertype
 from dpi.decode.status import FIRST_ERROR_CODE, Status
-from dpi.decode.wire import be16
+from dpi.decode.wire import be16, frame_wire_end
 
 # tunnel_kind values (the outermost encapsulation of a row); 0: not tunnelled
 TUNNEL_NONE = 0
@@ -57,7 +57,6 @@ TUNNEL_TEREDO = 8
 TUNNEL_NAMES = ("none", "ipv4_in_ip", "ipv6_in_ip", "gre", "pptp", "erspan", "vxlan", "geneve", "teredo")
 
 MAX_TUNNEL_DEPTH = 8  # encapsulations removed at most; a deeper packet keeps its 8th inner row
-MAX_WIRE_LEN = 1 << 32  # wire lengths are clamped to this, so that a nonsense value cannot overflow
 
 PROTO_IPV4 = 4
 PROTO_UDP = 17
@@ -324,9 +323,12 @@ def follow_tunnels(buf, offset, caplen, wirelen, rows, l3_offset, ip_version):
         i = rows[k]
         start = offset[i]
         frame_end = start + caplen[i]
-        frame_wire_end = start + max(caplen[i], min(wirelen[i], MAX_WIRE_LEN))
         l3[k], version[k], end[k], wire_end[k], depth[k], kind[k], invalid[k] = innermost(
-            buf, l3_offset[i], np.int64(ip_version[i]), frame_end, frame_wire_end
+            buf,
+            l3_offset[i],
+            np.int64(ip_version[i]),
+            frame_end,
+            frame_wire_end(start, caplen[i], wirelen[i]),
         )
     return l3, version, end, wire_end, depth, kind, invalid
 

@@ -1,4 +1,5 @@
-"""Big-endian (and one little-endian) field readers for the decode kernels.
+"""Big-endian (and one little-endian) field readers for the decode kernels, and a frame's end on
+the wire.
 
 Callers check that the bytes are inside the frame before calling: these read blindly,
 because Numba does not bounds-check and a check here could not know the frame's end.
@@ -8,6 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+MAX_WIRE_LEN = 1 << 32  # wire lengths are clamped to this, so that a nonsense value cannot overflow
+
+
+@njit(cache=True, inline="always")
+def frame_wire_end(start, captured, wirelen):
+    """Where a frame ended on the wire: it only classifies (a snap-length cut or a lying IP
+    length), never bounds a read; never before the captured bytes end."""
+    return start + max(captured, min(wirelen, MAX_WIRE_LEN))
 
 
 @njit(cache=True, inline="always")
